@@ -1,0 +1,109 @@
+r"""The elementwise formulas of the Smooth L1, Huber and L1 losses and their derivatives.
+
+This module is *the* math of smoothl1.  Every function takes the array namespace
+``xp`` and uses only functions of the Python array API standard, so the same code
+runs on NumPy, CuPy, torch, JAX, dask and array-api-strict, eagerly, traced under
+``jax.jit`` or lazily.  No function here looks at array *values* from Python.
+
+With :math:`d = x - y` and :math:`z = |d|`:
+
+.. math::
+
+    \operatorname{smooth\_l1}_\beta(d) =
+    \begin{cases} \tfrac{1}{2} z^2 / \beta & z < \beta \\ z - \tfrac{1}{2}\beta & \text{otherwise}
+    \end{cases}
+    \qquad
+    \operatorname{huber}_\delta(d) =
+    \begin{cases} \tfrac{1}{2} z^2 & z < \delta \\ \delta (z - \tfrac{1}{2}\delta) & \text{otherwise}
+    \end{cases}
+
+and their derivatives with respect to :math:`d`
+
+.. math::
+
+    \partial_d \operatorname{smooth\_l1}_\beta =
+    \begin{cases} d / \beta & z < \beta \\ \operatorname{sign}(d) & \text{otherwise} \end{cases}
+    \qquad
+    \partial_d \operatorname{huber}_\delta =
+    \begin{cases} d & z < \delta \\ \delta \operatorname{sign}(d) & \text{otherwise} \end{cases}
+
+with :math:`\beta = 0` meaning the L1 loss :math:`z` and derivative
+:math:`\operatorname{sign}(d)` (0 at :math:`d = 0`, NaN at NaN).
+
+Every expression is evaluated in the order torch's CPU kernels use, so float32 and
+float64 results are bit-identical to torch's.  The one departure is the quadratic
+branch of Smooth L1: torch forms :math:`\tfrac12 z^2` before dividing by
+:math:`\beta`, which overflows to ``inf`` or underflows to 0 (or to a subnormal
+with few bits left) although the true value is an ordinary number.  Exactly where
+that intermediate is not a finite normal number, :math:`\tfrac12 z\,(z/\beta)`
+is used instead; every other element keeps torch's bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+
+from ._namespace import Array
+
+__all__ = ["Formula", "derivative", "loss"]
+
+Kind = Literal["smooth_l1", "huber", "l1"]
+
+#: Smallest positive normal and largest finite number of float32 and float64.
+_TINY = {32: 2.0**-126, 64: 2.0**-1022}
+_HUGE = {32: (2.0 - 2.0**-23) * 2.0**127, 64: (2.0 - 2.0**-52) * 2.0**1023}
+
+
+@dataclass(frozen=True)
+class Formula:
+    """One loss with its parameter, as Python values fixed before any array work.
+
+    Attributes
+    ----------
+    kind
+        ``"smooth_l1"``, ``"huber"`` or ``"l1"`` (Smooth L1 with ``beta == 0``).
+    param
+        ``beta`` or ``delta``, already rounded to the working precision (as
+        torch's kernels round it to ``scalar_t``).
+    bits
+        Working precision: 32 or 64.
+    """
+
+    kind: Kind
+    param: float
+    bits: int
+
+
+def loss(xp: ModuleType, f: Formula, z: Array, quadratic: Array | None) -> Array:
+    """Elementwise loss from ``z = |d|``; ``quadratic`` is the mask ``z < param``."""
+    p = f.param
+    if f.kind == "l1":
+        return z
+    if f.kind == "huber":
+        return xp.where(quadratic, 0.5 * z * z, p * (z - 0.5 * p))
+    half_square = 0.5 * z * z
+    quad = half_square / p
+    # Where 1/2 z^2 overflowed or lost precision to underflow, torch's value is
+    # wrong; the reassociated form is exact there.  Elsewhere keep torch's bits.
+    lost = (half_square < _TINY[f.bits]) | (half_square > _HUGE[f.bits])
+    quad = xp.where(lost, 0.5 * z * (z / p), quad)
+    return xp.where(quadratic, quad, z - 0.5 * p)
+
+
+def derivative(xp: ModuleType, f: Formula, d: Array, quadratic: Array | None) -> Array:
+    """Elementwise derivative of the loss with respect to ``d = input - target``."""
+    p = f.param
+    if f.kind == "l1":
+        return xp.sign(d)
+    if f.kind == "huber":
+        return xp.where(quadratic, d, p * xp.sign(d))
+    return xp.where(quadratic, d / p, xp.sign(d))
+
+
+def quadratic_mask(xp: ModuleType, f: Formula, z: Array) -> Array | None:
+    """The strict branch condition ``z < param`` (torch's), or ``None`` for L1."""
+    if f.kind == "l1":
+        return None
+    return z < f.param

@@ -1,0 +1,244 @@
+r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at once."""
+
+from __future__ import annotations
+
+from ._core import Request, evaluate
+from ._namespace import Array
+from ._validation import Reduction, check_beta, check_delta
+
+__all__ = [
+    "huber",
+    "huber_grad",
+    "huber_value_and_grad",
+    "smooth_l1",
+    "smooth_l1_grad",
+    "smooth_l1_value_and_grad",
+]
+
+
+def smooth_l1(
+    input: Array, target: Array, beta: float = 1.0, reduction: Reduction = "mean"
+) -> Array:
+    r"""Smooth L1 loss, number for number as ``torch.nn.functional.smooth_l1_loss``.
+
+    With :math:`d = \mathrm{input} - \mathrm{target}` (broadcast) and :math:`z = |d|`,
+    the elementwise loss is
+
+    .. math::
+
+        \ell_\beta(d) = \begin{cases}
+            \dfrac{0.5\, z^2}{\beta} & \text{if } z < \beta, \\[4pt]
+            z - 0.5\,\beta & \text{otherwise,}
+        \end{cases}
+
+    and :math:`\beta = 0` gives the L1 loss :math:`z`.
+
+    Parameters
+    ----------
+    input, target : array
+        Real floating-point arrays of one array library (NumPy, CuPy, torch, JAX,
+        dask, array-api-strict, ...) whose shapes broadcast together.  A
+        ``UserWarning`` (torch's) is issued when the shapes differ.
+    beta : float, default 1.0
+        Where the loss turns from quadratic to linear; a Python number
+        :math:`\ge 0` (``inf`` allowed).  It must be static under ``jax.jit``.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'mean'`` divides the sum by the number of elements of the broadcast shape.
+
+    Returns
+    -------
+    array
+        Of dtype ``result_type(input, target)``, in the input's library and on its
+        device: a 0-d array for ``'mean'`` and ``'sum'``, the broadcast shape for
+        ``'none'``.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an array, the arrays come from different libraries,
+        a dtype is not real floating-point, or ``beta`` is not a real number.
+    ValueError
+        If ``beta`` is negative or NaN, ``reduction`` is unknown, or the shapes do
+        not broadcast.
+
+    Notes
+    -----
+    float32 and float64 results are bit-identical to torch's CPU kernel except
+    where torch's intermediate :math:`0.5 z^2` overflows or underflows: there the
+    exact value is returned.  float16 and bfloat16 are computed in float32 and
+    rounded once; reductions accumulate in float32 at least.  Empty input gives
+    NaN for ``'mean'`` and 0 for ``'sum'``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import smooth_l1
+    >>> x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
+    >>> smooth_l1(x, np.zeros(7))
+    array(0.89285714)
+    >>> smooth_l1(x, np.zeros(7), beta=2.0, reduction="none")
+    array([2.    , 0.25  , 0.0625, 0.    , 0.0625, 0.25  , 2.    ])
+    """
+    req = Request("smooth_l1", "smooth_l1", check_beta("smooth_l1", beta), value=True, grad=False)
+    return evaluate(req, input, target, reduction)[0]
+
+
+def smooth_l1_grad(
+    input: Array,
+    target: Array,
+    beta: float = 1.0,
+    reduction: Reduction = "mean",
+    grad_output: Array | float | None = None,
+) -> Array:
+    r"""Gradient of :func:`smooth_l1` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial \ell_\beta}{\partial d} = \begin{cases}
+            d / \beta & \text{if } |d| < \beta, \\
+            \operatorname{sign}(d) & \text{otherwise,}
+        \end{cases}
+
+    times ``grad_output``, divided by the number of elements for ``'mean'``, and
+    summed over broadcast dimensions back to ``input``'s shape.  For
+    :math:`\beta = 0` it is :math:`\operatorname{sign}(d)`: 0 at :math:`d = 0`, as
+    torch, and NaN at NaN (torch gives 0 there).  The gradient with respect to
+    ``target`` is the negation, summed to ``target``'s shape.
+
+    Parameters
+    ----------
+    input, target, beta, reduction
+        As for :func:`smooth_l1`.
+    grad_output : array or float, optional
+        The upstream cotangent: a scalar or 0-d array for ``'mean'``/``'sum'``, an
+        array broadcastable to the loss shape for ``'none'``.  Default: ones.
+
+    Returns
+    -------
+    array
+        ``input``'s shape and dtype, in its library and on its device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import smooth_l1_grad
+    >>> x = np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0])
+    >>> smooth_l1_grad(x, np.zeros(7), reduction="sum")
+    array([-1. , -1. , -0.5,  0. ,  0.5,  1. ,  1. ])
+    """
+    req = Request(
+        "smooth_l1_grad", "smooth_l1", check_beta("smooth_l1_grad", beta), value=False, grad=True
+    )
+    return evaluate(req, input, target, reduction, grad_output)[1]
+
+
+def smooth_l1_value_and_grad(
+    input: Array, target: Array, beta: float = 1.0, reduction: Reduction = "mean"
+) -> tuple[Array, Array]:
+    """:func:`smooth_l1` and :func:`smooth_l1_grad` in one pass, sharing the work.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import smooth_l1_value_and_grad
+    >>> loss, grad = smooth_l1_value_and_grad(np.array([0.5, 2.0]), np.zeros(2))
+    >>> loss, grad
+    (array(0.8125), array([0.25, 0.5 ]))
+    """
+    req = Request(
+        "smooth_l1_value_and_grad",
+        "smooth_l1",
+        check_beta("smooth_l1_value_and_grad", beta),
+        value=True,
+        grad=True,
+    )
+    return evaluate(req, input, target, reduction)  # type: ignore[return-value]
+
+
+def huber(
+    input: Array, target: Array, delta: float = 1.0, reduction: Reduction = "mean"
+) -> Array:
+    r"""Huber loss, number for number as ``torch.nn.functional.huber_loss``.
+
+    .. math::
+
+        h_\delta(d) = \begin{cases}
+            0.5\, z^2 & \text{if } z < \delta, \\
+            \delta\,(z - 0.5\,\delta) & \text{otherwise,}
+        \end{cases}
+        \qquad h_\delta = \delta \cdot \ell_{\beta=\delta}.
+
+    Parameters
+    ----------
+    input, target : array
+        As for :func:`smooth_l1`.
+    delta : float, default 1.0
+        A Python number :math:`> 0` (``inf`` allowed); static under ``jax.jit``.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+
+    Returns
+    -------
+    array
+        As for :func:`smooth_l1`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import huber
+    >>> huber(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="none")
+    array([0.125, 4.   ])
+    """
+    req = Request("huber", "huber", check_delta("huber", delta), value=True, grad=False)
+    return evaluate(req, input, target, reduction)[0]
+
+
+def huber_grad(
+    input: Array,
+    target: Array,
+    delta: float = 1.0,
+    reduction: Reduction = "mean",
+    grad_output: Array | float | None = None,
+) -> Array:
+    r"""Gradient of :func:`huber` with respect to ``input``.
+
+    .. math::
+
+        \frac{\partial h_\delta}{\partial d} = \begin{cases}
+            d & \text{if } |d| < \delta, \\
+            \delta \operatorname{sign}(d) & \text{otherwise.}
+        \end{cases}
+
+    ``grad_output``, the mean's division and the broadcast sum-back are as for
+    :func:`smooth_l1_grad`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import huber_grad
+    >>> huber_grad(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="sum")
+    array([0.5, 2. ])
+    """
+    req = Request("huber_grad", "huber", check_delta("huber_grad", delta), value=False, grad=True)
+    return evaluate(req, input, target, reduction, grad_output)[1]
+
+
+def huber_value_and_grad(
+    input: Array, target: Array, delta: float = 1.0, reduction: Reduction = "mean"
+) -> tuple[Array, Array]:
+    """:func:`huber` and :func:`huber_grad` in one pass, sharing the work.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from smoothl1 import huber_value_and_grad
+    >>> huber_value_and_grad(np.array([0.5, 3.0]), np.zeros(2), reduction="sum")
+    (array(2.625), array([0.5, 1. ]))
+    """
+    req = Request(
+        "huber_value_and_grad",
+        "huber",
+        check_delta("huber_value_and_grad", delta),
+        value=True,
+        grad=True,
+    )
+    return evaluate(req, input, target, reduction)  # type: ignore[return-value]

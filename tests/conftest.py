@@ -1,0 +1,27 @@
+"""Test fixtures: the ``xp`` fixture runs a test on every installed array library."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from ._backends import BACKENDS, backend_namespace
+
+if importlib.util.find_spec("jax") is not None:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 tests need it
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request: pytest.FixtureRequest) -> ModuleType:
+    """The array namespace of one backend (skipped when it is not installed or cannot run)."""
+    return backend_namespace(request.param)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
