@@ -59,8 +59,9 @@ def namespace_of(
         if name in optional and (value is None or isinstance(value, (int, float))):
             continue
         if not is_array(value):
+            what = "an array or a real number" if name in optional else "an array"
             raise TypeError(
-                f"{func}: {name} must be an array (NumPy, CuPy, torch, JAX, dask, "
+                f"{func}: {name} must be {what} (NumPy, CuPy, torch, JAX, dask, "
                 f"array-api-strict, ...), got {describe(value)}; convert it first, "
                 f"e.g. with numpy.asarray({name})"
             )

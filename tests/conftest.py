@@ -16,7 +16,7 @@ if importlib.util.find_spec("jax") is not None:
     jax.config.update("jax_enable_x64", True)  # float64 tests need it
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=BACKENDS, scope="session")
 def xp(request: pytest.FixtureRequest) -> ModuleType:
     """The array namespace of one backend (skipped when it is not installed or cannot run)."""
     return backend_namespace(request.param)
