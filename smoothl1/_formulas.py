@@ -14,7 +14,8 @@ With :math:`d = x - y` and :math:`z = |d|`:
     \end{cases}
     \qquad
     \operatorname{huber}_\delta(d) =
-    \begin{cases} \tfrac{1}{2} z^2 & z < \delta \\ \delta (z - \tfrac{1}{2}\delta) & \text{otherwise}
+    \begin{cases} \tfrac{1}{2} z^2 & z < \delta \\
+    \delta (z - \tfrac{1}{2}\delta) & \text{otherwise}
     \end{cases}
 
 and their derivatives with respect to :math:`d`

@@ -152,7 +152,7 @@ def smooth_l1_value_and_grad(
         value=True,
         grad=True,
     )
-    return evaluate(req, input, target, reduction)  # type: ignore[return-value]
+    return evaluate(req, input, target, reduction)
 
 
 def huber(
@@ -175,6 +175,7 @@ def huber(
     delta : float, default 1.0
         A Python number :math:`> 0` (``inf`` allowed); static under ``jax.jit``.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
+        As for :func:`smooth_l1`.
 
     Returns
     -------
@@ -241,4 +242,4 @@ def huber_value_and_grad(
         value=True,
         grad=True,
     )
-    return evaluate(req, input, target, reduction)  # type: ignore[return-value]
+    return evaluate(req, input, target, reduction)

@@ -93,10 +93,12 @@ def check_reduction(func: str, reduction: object) -> Reduction:
     with the same warning torch gives.
     """
     if reduction == "elementwise_mean":
-        warn_user("reduction='elementwise_mean' is deprecated, please use reduction='mean' instead.")
+        warn_user(
+            "reduction='elementwise_mean' is deprecated, please use reduction='mean' instead."
+        )
         return "mean"
     if isinstance(reduction, str) and reduction in REDUCTIONS:
-        return reduction  # type: ignore[return-value]
+        return reduction
     raise ValueError(
         f"{func}: reduction must be one of 'none', 'mean' or 'sum', got {reduction!r}"
     )
@@ -138,7 +140,7 @@ def _dim(n: object) -> int | None:
     """A dimension as an ``int``, or ``None`` when unknown (dask's ``nan``)."""
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return None
-    return int(n)  # type: ignore[call-overload]
+    return int(n)  # type: ignore[call-overload,no-any-return]
 
 
 def shape_of(x: Array) -> Shape:
@@ -176,7 +178,7 @@ def broadcast_shapes(
 
 
 def warn_if_shapes_differ(input_shape: Shape, target_shape: Shape) -> None:
-    """torch's warning when ``target`` and ``input`` differ but broadcast."""
+    """Torch's warning when ``target`` and ``input`` differ but broadcast."""
     if input_shape != target_shape:
         warn_user(
             f"Using a target size ({target_shape}) that is different to the input size "

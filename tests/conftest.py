@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from types import ModuleType
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from ._backends import BACKENDS, backend_namespace
 
@@ -14,6 +16,12 @@ if importlib.util.find_spec("jax") is not None:
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 tests need it
+
+
+# CI replays the same examples every run; locally hypothesis explores new ones
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(params=BACKENDS, scope="session")

@@ -37,7 +37,8 @@ def test_beta_zero_is_l1_with_zero_gradient_at_zero(xp, beta, reduction):
                                                     reduction)
     np.testing.assert_array_equal(to_numpy(value), expected)
     np.testing.assert_array_equal(to_numpy(grad), gx)
-    assert to_numpy(grad)[1] == 0 and to_numpy(grad)[2] == 0
+    assert to_numpy(grad)[1] == 0
+    assert to_numpy(grad)[2] == 0
 
 
 def test_beta_zero_gradient_is_nan_at_nan(xp):
@@ -92,7 +93,8 @@ def test_torch_correct_values_keep_their_bits_near_the_fix(xp, dtype):
         z = z.astype(dtype)
         y = np.zeros_like(z)
         expected, _, _ = torch_value_and_grads("smooth_l1", z, y, beta, "none")
-        assert np.isfinite(expected).all() and (expected > 0).all()
+        assert np.isfinite(expected).all()
+        assert (expected > 0).all()
         out = to_numpy(smoothl1.smooth_l1(asarray(xp, z), asarray(xp, y), beta, "none"))
         if is_exact_backend(xp):
             np.testing.assert_array_equal(out, expected)
@@ -148,7 +150,7 @@ def test_huber_nan_and_inf_follow_torch(xp, d, delta):
 def test_beta_outside_float32_range(xp, beta, note):
     x = np.array([0.0, -0.0, 1.0, -2.0, 1e30], dtype="float32")
     y = np.zeros(5, dtype="float32")
-    expected, gx, _ = torch_value_and_grads("smooth_l1", x, y, beta, "none", np.ones(5, "float32"))
+    expected, _gx, _ = torch_value_and_grads("smooth_l1", x, y, beta, "none", np.ones(5, "float32"))
     value, grad = smoothl1.smooth_l1_value_and_grad(asarray(xp, x), asarray(xp, y), beta, "none")
     if beta > 1:  # torch: 0.5*z*z/inf, which is inf/inf = NaN at 1e30; exact: 0 everywhere
         expected = np.zeros(5, "float32")
@@ -163,9 +165,10 @@ def test_beta_outside_float32_range(xp, beta, note):
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4)])
 def test_empty_input(xp, reduction, shape):
     x = np.zeros(shape)
-    expected, gx, _ = torch_value_and_grads("smooth_l1", x, x, 1.0, reduction)
+    expected, _gx, _ = torch_value_and_grads("smooth_l1", x, x, 1.0, reduction)
     value, grad = smoothl1.smooth_l1_value_and_grad(asarray(xp, x), asarray(xp, x), 1.0, reduction)
-    assert value.shape == expected.shape and grad.shape == shape
+    assert value.shape == expected.shape
+    assert grad.shape == shape
     np.testing.assert_array_equal(to_numpy(value), expected)  # mean: NaN, sum: 0
 
 
@@ -173,8 +176,10 @@ def test_empty_input(xp, reduction, shape):
 def test_zero_dimensional_inputs(xp, reduction):
     x, y = asarray(xp, np.asarray(2.5)), asarray(xp, np.asarray(0.5))
     value, grad = smoothl1.smooth_l1_value_and_grad(x, y, 1.0, reduction)
-    assert value.shape == () and grad.shape == ()
-    assert float(to_numpy(value)) == 1.5 and float(to_numpy(grad)) == 1.0
+    assert value.shape == ()
+    assert grad.shape == ()
+    assert float(to_numpy(value)) == 1.5
+    assert float(to_numpy(grad)) == 1.0
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -182,7 +187,8 @@ def test_reductions_are_zero_d_arrays_of_the_input_library(xp, reduction):
     x = asarray(xp, np.linspace(-2, 2, 9, dtype="float32"))
     out = smoothl1.smooth_l1(x, x * 0.5, reduction=reduction)
     assert type(out) is type(x)  # not a Python float or a NumPy scalar
-    assert out.shape == () and dtype_name(out) == "float32"
+    assert out.shape == ()
+    assert dtype_name(out) == "float32"
 
 
 def test_float16_reductions_accumulate_in_float32(xp):
@@ -191,7 +197,8 @@ def test_float16_reductions_accumulate_in_float32(xp):
     x = asarray(xp, np.full(n, 0.5, dtype="float16"))
     y = asarray(xp, np.zeros(n, dtype="float16"))
     mean = to_numpy(smoothl1.smooth_l1(x, y))
-    assert mean.dtype == np.float16 and mean == np.float16(0.125)
+    assert mean.dtype == np.float16
+    assert mean == np.float16(0.125)
     grad = to_numpy(smoothl1.smooth_l1_grad(x, y))  # 0.5 / 2**17, never 0.5 / inf
     assert grad.dtype == np.float16
     np.testing.assert_array_equal(grad, np.float16(0.5 / n))

@@ -30,7 +30,8 @@ def test_torch_meta_device(fn, reduction, dtype):
     with pytest.warns(UserWarning, match="different to the input size"):
         out = _leaves(fn(x, y, 0.5, reduction))
     for o in out:
-        assert o.device.type == "meta" and o.dtype == dt
+        assert o.device.type == "meta"
+        assert o.dtype == dt
     assert out[-1].shape == ((3, 4) if fn.__name__.endswith("grad") or reduction == "none"
                              else ())
 
@@ -116,7 +117,8 @@ def test_array_api_strict_device_is_kept(device_name):
     for fn in FUNCS:
         for reduction in ("mean", "sum", "none"):
             for o in _leaves(fn(x, y, 1.0, reduction)):
-                assert o.device == device and o.dtype == xps.float32
+                assert o.device == device
+                assert o.dtype == xps.float32
 
 
 def test_array_api_strict_mixed_devices_are_refused():

@@ -56,7 +56,8 @@ def test_constructors_validate():
         smoothl1.SmoothL1Loss(reduction="bogus")
     with pytest.raises(ValueError, match="HuberLoss: delta must be a positive number"):
         smoothl1.HuberLoss(delta=0.0)
-    with pytest.raises(TypeError, match="HuberLoss: delta must be a real number, got builtins.str"):
+    with pytest.raises(TypeError,
+                       match=r"HuberLoss: delta must be a real number, got builtins\.str"):
         smoothl1.HuberLoss(delta="1")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -74,7 +72,8 @@ def test_gradient_is_torch_autograds(xp, rng, kind, reduction, param, dtype):
     grad = _call(LOSSES[kind][1], xp, x, y, param, reduction=reduction,
                  grad_output=asarray(xp, g_up))
     actual = to_numpy(grad)
-    assert actual.dtype == gx.dtype and actual.shape == gx.shape
+    assert actual.dtype == gx.dtype
+    assert actual.shape == gx.shape
     np.testing.assert_array_max_ulp(actual, gx, maxulp=grad_ulps(xp))
 
 
@@ -85,7 +84,8 @@ def test_reductions_match_torch_and_float64(xp, rng, kind, reduction, dtype):
     x, y = _data(rng, dtype, 1.0, n=10_000)
     expected, _, _ = torch_value_and_grads(kind, x, y, 1.0, reduction)
     out = _call(LOSSES[kind][0], xp, x, y, 1.0, reduction=reduction)
-    assert out.shape == () and dtype_name(out) == dtype
+    assert out.shape == ()
+    assert dtype_name(out) == dtype
     exact64, _, _ = torch_value_and_grads(kind, x.astype("float64"), y.astype("float64"),
                                           1.0, reduction)
     rtol = 2e-6 if dtype == "float32" else 1e-13
@@ -134,7 +134,8 @@ def test_mixed_precision_follows_torch(xp, rng, reduction):
     expected, gx, _ = torch_value_and_grads("smooth_l1", x, y, 0.5, reduction)
     value, grad = smoothl1.smooth_l1_value_and_grad(asarray(xp, x), asarray(xp, y), 0.5,
                                                     reduction=reduction)
-    assert dtype_name(value) == "float64" and dtype_name(grad) == "float32"
+    assert dtype_name(value) == "float64"
+    assert dtype_name(grad) == "float32"
     np.testing.assert_allclose(to_numpy(value), expected, rtol=1e-15)
     np.testing.assert_array_max_ulp(to_numpy(grad), gx, maxulp=grad_ulps(xp))
 
@@ -159,7 +160,11 @@ def _opinfo_samples():
         yield "huber", u(-1, 1, ()), u(-1, 1, ()), 1.0, reduction
 
 
-@pytest.mark.parametrize("sample", list(_opinfo_samples()), ids=lambda s: f"{s[0]}-{s[1].shape}-{s[3]:.3g}-{s[4]}")
+def _sample_id(s) -> str:
+    return f"{s[0]}-{s[1].shape}-{s[3]:.3g}-{s[4]}"
+
+
+@pytest.mark.parametrize("sample", list(_opinfo_samples()), ids=_sample_id)
 def test_torch_opinfo_samples(xp, sample):
     kind, x, y, param, reduction = sample
     expected, gx, gy = torch_value_and_grads(kind, x, y, param, reduction)

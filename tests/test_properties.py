@@ -12,7 +12,8 @@ import smoothl1
 
 from ._backends import asarray, to_numpy
 
-FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, width=64)
+# no subnormals: XLA on CPU flushes them to zero (see docs/semantics.md)
+FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 ARRAYS = hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
                     elements=FINITE)
 BETA = st.floats(1e-6, 1e4)
@@ -95,8 +96,8 @@ def test_continuous_at_the_kink(xp, beta, sign):
 @PROPS
 @given(data=st.data(), beta=BETA)
 def test_matches_float64_math(xp, dtype, data, beta):
-    x = data.draw(hnp.arrays(dtype, st.integers(0, 20), elements=st.floats(-1e4, 1e4,
-                                                                          width=32)))
+    x = data.draw(hnp.arrays(dtype, st.integers(0, 20), elements=st.floats(-1e4, 1e4, width=32,
+                                                                          allow_subnormal=False)))
     y = np.zeros_like(x)
     z = np.abs(x.astype(np.float64))
     exact = np.where(z < beta, 0.5 * z * z / beta, z - 0.5 * beta)
