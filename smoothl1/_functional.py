@@ -2,6 +2,7 @@ r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at
 
 from __future__ import annotations
 
+from ._adapters import autodiff_adapter
 from ._core import Request, evaluate
 from ._namespace import Array
 from ._validation import Reduction, check_beta, check_delta
@@ -14,6 +15,14 @@ __all__ = [
     "smooth_l1_grad",
     "smooth_l1_value_and_grad",
 ]
+
+
+def _loss(req: Request, input: Array, target: Array, reduction: object) -> Array:
+    """The loss; through the framework's autodiff glue for torch and JAX arrays."""
+    adapter = autodiff_adapter(input, target)
+    if adapter is not None:
+        return adapter.loss(req, input, target, reduction)
+    return evaluate(req, input, target, reduction)[0]
 
 
 def smooth_l1(
@@ -79,8 +88,8 @@ def smooth_l1(
     >>> smooth_l1(x, np.zeros(7), beta=2.0, reduction="none")
     array([2.    , 0.25  , 0.0625, 0.    , 0.0625, 0.25  , 2.    ])
     """
-    req = Request("smooth_l1", "smooth_l1", check_beta("smooth_l1", beta), value=True, grad=False)
-    return evaluate(req, input, target, reduction)[0]
+    req = Request("smooth_l1", "smooth_l1", check_beta("smooth_l1", beta))
+    return _loss(req, input, target, reduction)
 
 
 def smooth_l1_grad(
@@ -189,8 +198,8 @@ def huber(
     >>> huber(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="none")
     array([0.125, 4.   ])
     """
-    req = Request("huber", "huber", check_delta("huber", delta), value=True, grad=False)
-    return evaluate(req, input, target, reduction)[0]
+    req = Request("huber", "huber", check_delta("huber", delta))
+    return _loss(req, input, target, reduction)
 
 
 def huber_grad(

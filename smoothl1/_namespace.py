@@ -13,7 +13,15 @@ from typing import Any
 
 import array_api_compat
 
-__all__ = ["Array", "array_size", "describe", "is_array", "namespace_of"]
+__all__ = [
+    "Array",
+    "array_size",
+    "describe",
+    "is_array",
+    "is_numpy_backed",
+    "namespace_of",
+    "torch_namespace",
+]
 
 #: Any array-API array (NumPy, CuPy, torch, JAX, dask, array-api-strict, ...).
 Array = Any
@@ -74,6 +82,23 @@ def namespace_of(
             f"{func}: arrays from different array libraries cannot be mixed ({kinds}); "
             "convert them to one library first"
         ) from None
+
+
+#: Namespaces whose arithmetic is NumPy's, which reports overflow and invalid
+#: operations as warnings where torch and JAX stay silent.
+_NUMPY_BACKED = frozenset({"array_api_compat.numpy", "numpy", "array_api_strict"})
+
+
+def is_numpy_backed(xp: ModuleType) -> bool:
+    """Whether ``xp`` computes eagerly with NumPy (a plain name check, safe under Dynamo)."""
+    return xp.__name__ in _NUMPY_BACKED
+
+
+def torch_namespace() -> ModuleType:
+    """array-api-compat's torch namespace, for the torch adapter (no lookup by type)."""
+    import array_api_compat.torch
+
+    return array_api_compat.torch
 
 
 def array_size(x: Array) -> int | None:
