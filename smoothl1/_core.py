@@ -16,6 +16,7 @@ Three entry points share one preparation step:
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -73,12 +74,21 @@ def _working_precision(xp: ModuleType, dtype: object) -> tuple[object, int]:
     return xp.float32, 32
 
 
+_FLOAT32_MAX = (2.0 - 2.0**-23) * 2.0**127
+
+
 def _round_param(param: float, bits: int) -> float:
-    """Round beta/delta to the working precision, as torch's kernels cast it."""
-    if bits == 64:
+    """Round beta/delta to the working precision, as torch's kernels cast it.
+
+    Plain Python arithmetic (round half to even, subnormals, overflow to inf), so
+    that ``torch.compile`` can fold it: it refuses ``numpy.errstate``.
+    """
+    if bits == 64 or param == 0.0 or not math.isfinite(param):
         return param
-    with np.errstate(over="ignore", under="ignore"):
-        return float(np.float32(param))
+    mantissa, exponent = math.frexp(param)  # param = mantissa * 2**exponent
+    digits = min(24, 149 + exponent)  # float32 keeps 24 bits, fewer when subnormal
+    rounded = math.ldexp(round(math.ldexp(mantissa, digits)), exponent - digits)
+    return math.copysign(math.inf, param) if abs(rounded) > _FLOAT32_MAX else rounded
 
 
 def _formula(req: Request, bits: int) -> _formulas.Formula:
@@ -106,7 +116,8 @@ def _as_array(xp: ModuleType, x: Any) -> Array:
 
 def _quiet(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
     """Silence NumPy's overflow/invalid warnings: torch produces the same inf/NaN
-    silently, and some intermediates are deliberately repaired by the formulas."""
+    silently, and some intermediates are deliberately repaired by the formulas.
+    """
     return np.errstate(all="ignore") if is_numpy_backed(xp) else contextlib.nullcontext()
 
 

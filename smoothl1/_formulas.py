@@ -52,9 +52,8 @@ __all__ = ["Formula", "derivative", "loss"]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
 
-#: Smallest positive normal and largest finite number of float32 and float64.
+#: Smallest positive normal number of float32 and float64.
 _TINY = {32: 2.0**-126, 64: 2.0**-1022}
-_HUGE = {32: (2.0 - 2.0**-23) * 2.0**127, 64: (2.0 - 2.0**-52) * 2.0**1023}
 #: Largest z for which 0.5*z*z (rounded after each operation) is finite.
 _SQRT_2HUGE = {32: float.fromhex("0x1.6a09e6p+64"), 64: float.fromhex("0x1.6a09e667f3bccp+512")}
 
@@ -84,20 +83,22 @@ def loss(xp: ModuleType, f: Formula, z: Array, quadratic: Array | None) -> Array
     p = f.param
     if f.kind == "l1":
         return z
+    # The quadratic branch is only used where z < p.  Zeroing z elsewhere changes
+    # no value that is used and keeps unused elements from overflowing, which
+    # NumPy-backed lazy libraries such as dask would report as warnings.
+    # (Comparisons and ``where`` only: compat's minimum/maximum with a Python
+    # scalar make torch.compile break the graph.)
+    zq = xp.where(quadratic, z, 0.0)
     if f.kind == "huber":
-        return xp.where(quadratic, 0.5 * z * z, p * (z - 0.5 * p))
-    # The quadratic branch is only used where z < p.  Clamping z there changes no
-    # value that is used, and keeps the unused elements from overflowing (which
-    # NumPy-backed lazy libraries such as dask would report as warnings).
+        return xp.where(quadratic, 0.5 * zq * zq, p * (z - 0.5 * p))
     c = _SQRT_2HUGE[f.bits]
-    zq = xp.minimum(z, min(p, c))  # 0.5*zq*zq is finite
-    za = xp.minimum(z, min(p, _HUGE[f.bits]))  # za/p <= 1
-    half_square = 0.5 * zq * zq
+    zs = zq if p <= c else xp.where(z < c, z, 0.0)  # 0.5*zs*zs is finite
+    half_square = 0.5 * zs * zs
     quad = half_square / p  # torch's order of operations: its bits
-    # Where torch's 0.5*z*z overflows (z > c) or underflows to a subnormal, its
-    # value is wrong; the reassociated form is exact there.
-    lost = (half_square < _TINY[f.bits]) | (z > c)
-    quad = xp.where(lost, 0.5 * za * (za / p), quad)
+    # Where torch's 0.5*z*z overflows (z > c, zeroed above) or underflows to a
+    # subnormal, torch's value is wrong; the reassociated form is exact there.
+    lost = half_square < _TINY[f.bits]
+    quad = xp.where(lost, 0.5 * zq * (zq / p), quad)
     return xp.where(quadratic, quad, z - 0.5 * p)
 
 
@@ -106,11 +107,9 @@ def derivative(xp: ModuleType, f: Formula, d: Array, quadratic: Array | None) ->
     p = f.param
     if f.kind == "l1":
         return xp.sign(d)
+    dq = xp.where(quadratic, d, 0.0)  # as in ``loss``: d is only used where |d| < p
     if f.kind == "huber":
-        return xp.where(quadratic, d, p * xp.sign(d))
-    # clamp as in ``loss``: d/p is only used where |d| < p
-    m = min(p, _HUGE[f.bits])
-    dq = xp.minimum(xp.maximum(d, -m), m)
+        return xp.where(quadratic, dq, p * xp.sign(d))
     return xp.where(quadratic, dq / p, xp.sign(d))
 
 
