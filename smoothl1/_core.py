@@ -58,7 +58,7 @@ class _Work:
     reduction: Reduction
     d: Array  # input - target, broadcast, in the working precision
     z: Array  # |d|
-    quadratic: Array | None  # z < param
+    linear: Array | None  # z >= param (torch: not z < param)
     n: int | None  # number of loss elements, None if unknown (lazy)
     out_dtype: Any
     work_dtype: Any
@@ -115,8 +115,10 @@ def _as_array(xp: ModuleType, x: Any) -> Array:
 
 
 def _quiet(xp: ModuleType) -> contextlib.AbstractContextManager[Any]:
-    """Silence NumPy's overflow/invalid warnings: torch produces the same inf/NaN
-    silently, and some intermediates are deliberately repaired by the formulas.
+    """Silence NumPy's overflow/invalid warnings for eager NumPy-backed namespaces.
+
+    torch produces the same inf/NaN silently, and some intermediates are
+    deliberately repaired by the formulas.
     """
     return np.errstate(all="ignore") if is_numpy_backed(xp) else contextlib.nullcontext()
 
@@ -206,7 +208,7 @@ def _prepare(
     z = xp.abs(d)
     return _Work(
         xp=xp, formula=f, reduction=red, d=d, z=z,
-        quadratic=_formulas.quadratic_mask(xp, f, z), n=array_size(z),
+        linear=_formulas.linear_mask(xp, f, z), n=array_size(z),
         out_dtype=out_dtype, work_dtype=work_dtype,
         in_shape=in_shape, tg_shape=tg_shape, loss_shape=loss_shape,
     )
@@ -227,7 +229,7 @@ def _reduce(w: _Work, elementwise: Array) -> Array:
 def _slope(w: _Work) -> Array:
     """d(loss)/d(d) elementwise, including the mean's 1/N, in the working precision."""
     xp = w.xp
-    g = _formulas.derivative(xp, w.formula, w.d, w.quadratic)
+    g = _formulas.derivative(xp, w.formula, w.d, w.z, w.linear)
     if w.reduction == "mean":
         if w.n is None:
             count = xp.sum(xp.ones_like(w.z, dtype=xp.int64))
@@ -259,7 +261,7 @@ def evaluate(
     with _quiet(xp):
         value = None
         if req.value:
-            elementwise = _formulas.loss(xp, w.formula, w.z, w.quadratic)
+            elementwise = _formulas.loss(xp, w.formula, w.z, w.linear)
             value = _as_array(xp, _cast(xp, _reduce(w, elementwise), w.out_dtype))
         grad = None
         if req.grad:
@@ -313,7 +315,7 @@ def value_and_tangent(
     w = _prepare(req, input, target, reduction, xp=xp, warn=False)
     xp = w.xp
     with _quiet(xp):
-        value = _reduce(w, _formulas.loss(xp, w.formula, w.z, w.quadratic))
+        value = _reduce(w, _formulas.loss(xp, w.formula, w.z, w.linear))
         if input_tangent is None and target_tangent is None:
             dd = xp.zeros_like(w.d)
         elif target_tangent is None:
@@ -322,7 +324,7 @@ def value_and_tangent(
             dd = -_cast(xp, target_tangent, w.work_dtype)
         else:
             dd = _cast(xp, input_tangent, w.work_dtype) - _cast(xp, target_tangent, w.work_dtype)
-        slope = _formulas.derivative(xp, w.formula, w.d, w.quadratic)
+        slope = _formulas.derivative(xp, w.formula, w.d, w.z, w.linear)
         out = _reduce(w, slope * dd)
         return (_as_array(xp, _cast(xp, value, w.out_dtype)),
                 _as_array(xp, _cast(xp, out, w.out_dtype)))

@@ -48,7 +48,7 @@ from typing import Literal
 
 from ._namespace import Array
 
-__all__ = ["Formula", "derivative", "loss"]
+__all__ = ["Formula", "derivative", "linear_mask", "loss"]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
 
@@ -78,8 +78,11 @@ class Formula:
     bits: int
 
 
-def loss(xp: ModuleType, f: Formula, z: Array, quadratic: Array | None) -> Array:
-    """Elementwise loss from ``z = |d|``; ``quadratic`` is the mask ``z < param``."""
+def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
+    """Elementwise loss from ``z = |d|``; ``linear`` is the mask ``z >= param``.
+
+    NaN elements are not ``linear``; they come out of the quadratic branch as NaN.
+    """
     p = f.param
     if f.kind == "l1":
         return z
@@ -88,33 +91,51 @@ def loss(xp: ModuleType, f: Formula, z: Array, quadratic: Array | None) -> Array
     # NumPy-backed lazy libraries such as dask would report as warnings.
     # (Comparisons and ``where`` only: compat's minimum/maximum with a Python
     # scalar make torch.compile break the graph.)
-    zq = xp.where(quadratic, z, 0.0)
+    zq = xp.where(linear, 0.0, z)
     if f.kind == "huber":
-        return xp.where(quadratic, 0.5 * zq * zq, p * (z - 0.5 * p))
+        return xp.where(linear, p * (z - 0.5 * p), 0.5 * zq * zq)
     c = _SQRT_2HUGE[f.bits]
-    zs = zq if p <= c else xp.where(z < c, z, 0.0)  # 0.5*zs*zs is finite
+    zs = zq if p <= c else xp.where(z < c, zq, 0.0)  # 0.5*zs*zs is finite
     half_square = 0.5 * zs * zs
     quad = half_square / p  # torch's order of operations: its bits
     # Where torch's 0.5*z*z overflows (z > c, zeroed above) or underflows to a
     # subnormal, torch's value is wrong; the reassociated form is exact there.
     lost = half_square < _TINY[f.bits]
     quad = xp.where(lost, 0.5 * zq * (zq / p), quad)
-    return xp.where(quadratic, quad, z - 0.5 * p)
+    return xp.where(linear, z - 0.5 * p, quad)
 
 
-def derivative(xp: ModuleType, f: Formula, d: Array, quadratic: Array | None) -> Array:
-    """Elementwise derivative of the loss with respect to ``d = input - target``."""
+def _unit(xp: ModuleType, d: Array) -> Array:
+    """+1 where ``d > 0``, else -1; only used where ``d`` is non-zero and not NaN.
+
+    (Not ``xp.sign``: array-api-compat's NaN-aware torch ``sign`` assigns through
+    a boolean mask, which ``torch.func.vmap`` refuses.)
+    """
+    return 2.0 * xp.astype(d > 0, d.dtype) - 1.0
+
+
+def derivative(xp: ModuleType, f: Formula, d: Array, z: Array, linear: Array | None) -> Array:
+    """Elementwise derivative of the loss with respect to ``d = input - target``.
+
+    NaN gives NaN (also for L1, where torch gives 0).  The expression is itself
+    differentiable with the right second derivative: ``(z < p) / p`` for Smooth L1,
+    ``z < p`` for Huber and 0 for L1.
+    """
     p = f.param
     if f.kind == "l1":
-        return xp.sign(d)
-    dq = xp.where(quadratic, d, 0.0)  # as in ``loss``: d is only used where |d| < p
+        # sign(d): 0 at d == 0 and NaN at NaN, with a zero derivative
+        return xp.where(z > 0, _unit(xp, d), xp.where(d == d, 0.0, d))
+    dq = xp.where(linear, 0.0, d)  # as in ``loss``: d is only used where |d| < p
     if f.kind == "huber":
-        return xp.where(quadratic, dq, p * xp.sign(d))
-    return xp.where(quadratic, dq / p, xp.sign(d))
+        return xp.where(linear, p * _unit(xp, d), dq)
+    return xp.where(linear, _unit(xp, d), dq / p)
 
 
-def quadratic_mask(xp: ModuleType, f: Formula, z: Array) -> Array | None:
-    """The strict branch condition ``z < param`` (torch's), or ``None`` for L1."""
+def linear_mask(xp: ModuleType, f: Formula, z: Array) -> Array | None:
+    """Where the linear branch applies: ``z >= param``, or ``None`` for L1.
+
+    (torch's quadratic condition is the strict ``z < param``.)
+    """
     if f.kind == "l1":
         return None
-    return z < f.param
+    return z >= f.param

@@ -31,14 +31,14 @@ class _Loss(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         input: torch.Tensor,
         target: torch.Tensor,
         func: str,
         kind: str,
         param: float,
         reduction: str,
-    ) -> torch.Tensor:
+    ) -> Any:
         value, _ = evaluate(_request(func, kind, param), input, target, reduction, xp=_XP,
                             warn=False)
         return value
@@ -50,7 +50,7 @@ class _Loss(torch.autograd.Function):
         ctx.args = (func, kind, param, reduction)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         input, target = ctx.saved_tensors
         func, kind, param, reduction = ctx.args
         g_in, g_tg = backward(
@@ -69,7 +69,7 @@ class _LossWithJvp(_Loss):
         ctx.save_for_forward(inputs[0], inputs[1])
 
     @staticmethod
-    def jvp(ctx: Any, input_t: Any, target_t: Any, *_: Any) -> torch.Tensor:
+    def jvp(ctx: Any, input_t: Any, target_t: Any, *_: Any) -> Any:
         input, target = ctx.saved_tensors
         func, kind, param, reduction = ctx.args
         _, out = value_and_tangent(_request(func, kind, param), input, target, reduction,
@@ -81,4 +81,4 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, reduction: str
     """The loss of two torch tensors, differentiable with smoothl1's derivatives."""
     validate(req, input, target, reduction, xp=_XP)  # errors and warnings point at the caller
     fn = _Loss if torch.compiler.is_compiling() else _LossWithJvp
-    return fn.apply(input, target, req.func, req.kind, req.param, reduction)
+    return fn.apply(input, target, req.func, req.kind, req.param, reduction)  # type: ignore[no-untyped-call]
