@@ -16,7 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1_000_000, help="number of elements")
     parser.add_argument("--beta", type=float, default=1.0, help="Smooth L1 beta")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per backend")
+    sub = parser.add_subparsers(dest="command", metavar="{check}")
+    check = sub.add_parser(
+        "check", help="run the conformance cases on every installed array library",
+        description="Run smoothl1's reference cases (torch 2.13 and exact arithmetic) on "
+        "every installed array library; exit status 1 if any case fails.",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        from ._check import main as check_main
+
+        return check_main(args.json)
     if args.n < 1 or args.repeats < 1:
         parser.error("-n and --repeats must be positive")
 
