@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from . import _formulas
-from ._namespace import Array, array_size, is_array, is_numpy_backed, namespace_of
+from ._namespace import Array, is_numpy_backed, namespace_of
 from ._validation import (
     Reduction,
     Shape,
     broadcast_shapes,
+    check_axis,
     check_real_floating,
-    check_reduction,
     shape_of,
     warn_if_shapes_differ,
 )
@@ -40,11 +40,14 @@ __all__ = ["Request", "backward", "evaluate", "validate", "value_and_tangent"]
 
 @dataclass(frozen=True)
 class Request:
-    """What a public function asks for."""
+    """What a public function asks for: static (hashable) choices, validated."""
 
     func: str  # public name, for messages
     kind: _formulas.Kind  # "smooth_l1" or "huber"
     param: float  # validated beta or delta
+    reduction: Reduction = "mean"
+    axis: int | tuple[int, ...] | None = None  # as given; checked against the loss's ndim
+    keepdims: bool = False
     value: bool = True  # compute the loss
     grad: bool = False  # compute the gradient with respect to input
 
@@ -56,15 +59,19 @@ class _Work:
     xp: ModuleType
     formula: _formulas.Formula
     reduction: Reduction
+    axis: tuple[int, ...] | None  # normalised, sorted; None: all axes
+    keepdims: bool
     d: Array  # input - target, broadcast, in the working precision
     z: Array  # |d|
     linear: Array | None  # z >= param (torch: not z < param)
-    n: int | None  # number of loss elements, None if unknown (lazy)
+    weight: Array | None  # in the working precision
+    count: int | None  # loss elements per reduced value, None if unknown (lazy)
     out_dtype: Any
     work_dtype: Any
     in_shape: Shape
     tg_shape: Shape
     loss_shape: Shape
+    kept_shape: Shape  # the reduced shape with the reduced axes kept as 1
 
 
 def _working_precision(xp: ModuleType, dtype: object) -> tuple[object, int]:
@@ -135,107 +142,177 @@ def _sum_to_shape(xp: ModuleType, g: Array, shape: Shape) -> Array:
     return xp.reshape(g, shape) if lead else g
 
 
-def _check_grad_output(
-    func: str, xp: ModuleType, grad_output: object, reduction: Reduction, loss_shape: Shape
+def _check_against(
+    func: str, name: str, xp: ModuleType, value: object, shape: Shape, what: str,
+    dtypes: str | tuple[str, ...] = "real floating",
 ) -> None:
-    if not is_array(grad_output):  # None or a Python number (namespace_of checked)
+    """``value`` (an array or a number) must broadcast to ``shape`` without enlarging it."""
+    if _is_scalar(value):  # namespace_of checked that anything else is an array
         return
-    check_real_floating(func, "grad_output", xp, grad_output)
-    g_shape = shape_of(grad_output)
-    if reduction != "none":
-        if g_shape != ():
-            raise ValueError(
-                f"{func}: with reduction={reduction!r} the loss is a scalar, so "
-                f"grad_output must be a scalar or a 0-d array, got shape {g_shape}"
-            )
-        return
-    if broadcast_shapes(func, g_shape, loss_shape, names=("grad_output", "loss")) != loss_shape:
+    check_real_floating(func, name, xp, value, dtypes)
+    v_shape = shape_of(value)
+    if broadcast_shapes(func, v_shape, shape, names=(name, what)) != shape:
         raise ValueError(
-            f"{func}: grad_output of shape {g_shape} does not match the loss shape {loss_shape}"
+            f"{func}: {name} of shape {v_shape} does not broadcast to the {what} shape {shape}"
         )
+
+
+def _is_scalar(value: object) -> bool:
+    """Whether ``value`` is None or a Python number.
+
+    Plain ``isinstance``: array-api-compat's ``is_array_api_obj`` is
+    ``lru_cache``d, which Dynamo warns about under ``torch.compile``.
+    """
+    return value is None or isinstance(value, (int, float))
+
+
+def _reduced_shapes(loss_shape: Shape, axis: tuple[int, ...] | None,
+                    keepdims: bool) -> tuple[Shape, Shape]:
+    """The reduced shape as returned, and with the reduced axes kept as 1."""
+    axes = range(len(loss_shape)) if axis is None else axis
+    kept = tuple(1 if i in axes else n for i, n in enumerate(loss_shape))
+    returned = kept if keepdims else tuple(n for i, n in enumerate(loss_shape) if i not in axes)
+    return returned, kept
 
 
 def validate(
     req: Request,
     input: Array,
     target: Array,
-    reduction: object,
+    weight: object = None,
+    grad_output: object = None,
     *,
     xp: ModuleType | None = None,
-    grad_output: object = None,
     warn: bool = True,
-) -> tuple[ModuleType, Reduction, Shape, Shape, Shape]:
+) -> tuple[ModuleType, Shape, Shape, Shape, tuple[int, ...] | None, Shape]:
     """Check every argument (and warn as torch does); compute nothing.
 
-    Returns the namespace, the reduction, and the input, target and loss shapes.
-    Framework adapters call this before entering their autodiff machinery, so
-    that errors and warnings point at the user's code.
+    Returns the namespace; the input, target and loss shapes; the normalised
+    axis; and the shape of the result.  Framework adapters call this before
+    entering their autodiff machinery, so that errors and warnings point at the
+    user's code.
     """
-    red = check_reduction(req.func, reduction)
     if xp is None:
         xp = namespace_of(
-            req.func, optional=("grad_output",), input=input, target=target,
-            grad_output=grad_output,
+            req.func, optional=("weight", "grad_output"), input=input, target=target,
+            weight=weight, grad_output=grad_output,
         )
     check_real_floating(req.func, "input", xp, input)
     check_real_floating(req.func, "target", xp, target)
     in_shape, tg_shape = shape_of(input), shape_of(target)
     loss_shape = broadcast_shapes(req.func, in_shape, tg_shape)
-    if grad_output is not None:
-        _check_grad_output(req.func, xp, grad_output, red, loss_shape)
+    axis = check_axis(req.func, req.reduction, req.axis, len(loss_shape))
+    _check_against(req.func, "weight", xp, weight, loss_shape, "loss",
+                   ("bool", "integral", "real floating"))
+    out_shape = loss_shape
+    if req.reduction != "none":
+        out_shape = _reduced_shapes(loss_shape, axis, req.keepdims)[0]
+    _check_against(req.func, "grad_output", xp, grad_output, out_shape, "result")
     if warn:
         warn_if_shapes_differ(in_shape, tg_shape)
-    return xp, red, in_shape, tg_shape, loss_shape
+    return xp, in_shape, tg_shape, loss_shape, axis, out_shape
 
 
 def _prepare(
     req: Request,
     input: Array,
     target: Array,
-    reduction: object,
+    weight: object = None,
     *,
     xp: ModuleType | None = None,
     grad_output: object = None,
     warn: bool = True,
 ) -> _Work:
-    xp, red, in_shape, tg_shape, loss_shape = validate(
-        req, input, target, reduction, xp=xp, grad_output=grad_output, warn=warn
+    xp, in_shape, tg_shape, loss_shape, axis, _ = validate(
+        req, input, target, weight, grad_output, xp=xp, warn=warn
     )
     out_dtype = xp.result_type(input, target)
     work_dtype, bits = _working_precision(xp, out_dtype)
     f = _formula(req, bits)
     d = _cast(xp, input, work_dtype) - _cast(xp, target, work_dtype)
     z = xp.abs(d)
+    if weight is None:
+        w = None
+    elif _is_scalar(weight):
+        w = xp.full(loss_shape, float(weight), dtype=work_dtype)  # type: ignore[arg-type]
+    else:
+        w = _cast(xp, weight, work_dtype)
+    kept = _reduced_shapes(loss_shape, axis, True)[1]
+    reduced = [n for n, k in zip(loss_shape, kept, strict=True) if k == 1]
+    known = [n for n in reduced if n is not None]
+    count = math.prod(known) if len(known) == len(reduced) else None
     return _Work(
-        xp=xp, formula=f, reduction=red, d=d, z=z,
-        linear=_formulas.linear_mask(xp, f, z), n=array_size(z),
-        out_dtype=out_dtype, work_dtype=work_dtype,
-        in_shape=in_shape, tg_shape=tg_shape, loss_shape=loss_shape,
+        xp=xp, formula=f, reduction=req.reduction, axis=axis, keepdims=req.keepdims,
+        d=d, z=z, linear=_formulas.linear_mask(xp, f, z), weight=w, count=count,
+        out_dtype=out_dtype, work_dtype=work_dtype, in_shape=in_shape, tg_shape=tg_shape,
+        loss_shape=loss_shape, kept_shape=kept,
     )
 
 
-def _reduce(w: _Work, elementwise: Array) -> Array:
-    """Apply the reduction in the working precision (at least float32)."""
+def _sum(w: _Work, x: Array, keepdims: bool) -> Array:
+    return w.xp.sum(x, axis=w.axis, keepdims=keepdims)
+
+
+def _safe_inverse(xp: ModuleType, total: Array) -> Array:
+    """1/total, and NaN (without a division by zero) where the total weight is 0."""
+    zero = total == 0
+    return xp.where(zero, float("nan"), 1.0 / xp.where(zero, 1.0, total))
+
+
+def _total_weight(w: _Work, keepdims: bool) -> Array:
+    """Sum of the broadcast weights over the reduced axes (weighted_mean's divisor)."""
     xp = w.xp
+    ones = xp.ones_like(w.z)
+    return _sum(w, ones if w.weight is None else ones * w.weight, keepdims)
+
+
+def _reduce(w: _Work, elementwise: Array, keepdims: bool | None = None) -> Array:
+    """Weight and reduce an elementwise array in the working precision (float32 at least)."""
+    xp = w.xp
+    keep = w.keepdims if keepdims is None else keepdims
+    if w.weight is not None:
+        elementwise = elementwise * w.weight
     if w.reduction == "none":
         return elementwise
     if w.reduction == "sum":
-        return xp.sum(elementwise)
-    if w.n is None:  # lazy array of unknown size: let the library count
-        return xp.mean(elementwise)
-    return xp.sum(elementwise) / float(w.n)
+        return _sum(w, elementwise, keep)
+    if w.reduction == "weighted_mean":
+        return _sum(w, elementwise, keep) * _safe_inverse(xp, _total_weight(w, keep))
+    if w.count is None:  # lazy array of unknown size: let the library count
+        return xp.mean(elementwise, axis=w.axis, keepdims=keep)
+    return _sum(w, elementwise, keep) / float(w.count)
 
 
-def _slope(w: _Work) -> Array:
-    """d(loss)/d(d) elementwise, including the mean's 1/N, in the working precision."""
+def _expand(w: _Work, g: Any) -> Any:
+    """A cotangent of the reduced shape, reshaped so that it broadcasts over the loss."""
+    if w.reduction == "none" or w.keepdims or w.axis is None or _is_scalar(g):
+        return g
+    return w.xp.reshape(g, w.kept_shape)
+
+
+def _norm(w: _Work) -> Any:
+    """The factor d(result)/d(weighted loss element): 1, 1/N or 1/total weight."""
     xp = w.xp
-    g = _formulas.derivative(xp, w.formula, w.d, w.z, w.linear)
     if w.reduction == "mean":
-        if w.n is None:
-            count = xp.sum(xp.ones_like(w.z, dtype=xp.int64))
-            g = g * (1.0 / _cast(xp, count, w.work_dtype))
-        elif w.n > 1:
-            g = (1.0 / w.n) * g  # torch: norm * derivative * grad_output
+        if w.count is None:
+            count = _sum(w, xp.ones_like(w.z, dtype=xp.int64), True)
+            return 1.0 / _cast(xp, count, w.work_dtype)
+        return 1.0 / w.count if w.count > 1 else 1.0
+    if w.reduction == "weighted_mean":
+        return _safe_inverse(xp, _total_weight(w, True))
+    return 1.0
+
+
+def _slope(w: _Work, grad_output: object) -> Array:
+    """d(result)/d(d) elementwise, times the cotangent, in the working precision."""
+    g = _formulas.derivative(w.xp, w.formula, w.d, w.z, w.linear)
+    norm = _norm(w)
+    if not (isinstance(norm, float) and norm == 1.0):
+        g = norm * g  # torch: norm * derivative * grad_output
+    if w.weight is not None:
+        g = g * w.weight
+    if grad_output is not None:
+        g = g * _expand(w, grad_output)
     return g
 
 
@@ -248,14 +325,14 @@ def evaluate(
     req: Request,
     input: Array,
     target: Array,
-    reduction: object,
+    weight: object = None,
     grad_output: object = None,
     *,
     xp: ModuleType | None = None,
     warn: bool = True,
 ) -> tuple[Array | None, Array | None]:
     """Compute the requested ``(loss, grad)``; the one not requested is ``None``."""
-    w = _prepare(req, input, target, reduction, xp=xp,
+    w = _prepare(req, input, target, weight, xp=xp,
                  grad_output=grad_output if req.grad else None, warn=warn)
     xp = w.xp
     with _quiet(xp):
@@ -265,10 +342,7 @@ def evaluate(
             value = _as_array(xp, _cast(xp, _reduce(w, elementwise), w.out_dtype))
         grad = None
         if req.grad:
-            g = _slope(w)
-            if grad_output is not None:
-                g = g * grad_output
-            grad = _to_argument(w, g, input.dtype, w.in_shape)
+            grad = _to_argument(w, _slope(w, grad_output), input.dtype, w.in_shape)
     return value, grad
 
 
@@ -276,46 +350,56 @@ def backward(
     req: Request,
     input: Array,
     target: Array,
-    reduction: object,
+    weight: Array | None,
     grad_output: Array,
     *,
-    need_input: bool = True,
-    need_target: bool = True,
+    need: tuple[bool, bool, bool] = (True, True, False),
     xp: ModuleType | None = None,
-) -> tuple[Array | None, Array | None]:
-    """Gradients of the loss with respect to ``input`` and ``target`` (a VJP).
+) -> tuple[Array | None, Array | None, Array | None]:
+    """Gradients of the result with respect to ``input``, ``target`` and ``weight`` (a VJP).
 
-    Only the requested ones are computed; the other is ``None``.
+    Only the ones flagged in ``need`` are computed; the others are ``None``.
     """
-    if not (need_input or need_target):
-        return None, None
-    w = _prepare(req, input, target, reduction, xp=xp, warn=False)
-    with _quiet(w.xp):
-        g = _slope(w) * grad_output
-        g_in = _to_argument(w, g, input.dtype, w.in_shape) if need_input else None
-        g_tg = _to_argument(w, -g, target.dtype, w.tg_shape) if need_target else None
-    return g_in, g_tg
+    if not any(need):
+        return None, None, None
+    w = _prepare(req, input, target, weight, xp=xp, warn=False)
+    xp = w.xp
+    g_in = g_tg = g_w = None
+    with _quiet(xp):
+        if need[0] or need[1]:
+            g = _slope(w, grad_output)
+            g_in = _to_argument(w, g, input.dtype, w.in_shape) if need[0] else None
+            g_tg = _to_argument(w, -g, target.dtype, w.tg_shape) if need[1] else None
+        if need[2] and weight is not None:
+            elementwise = _formulas.loss(xp, w.formula, w.z, w.linear)
+            if w.reduction == "weighted_mean":  # d(S/W)/dw_i = (loss_i - S/W) / W
+                mean = _reduce(w, elementwise, keepdims=True)
+                elementwise = elementwise - mean
+            gw = _norm(w) * elementwise * _expand(w, grad_output)
+            g_w = _to_argument(w, gw, weight.dtype, shape_of(weight))
+    return g_in, g_tg, g_w
 
 
 def value_and_tangent(
     req: Request,
     input: Array,
     target: Array,
-    reduction: object,
+    weight: Array | None,
     input_tangent: Array | None,
     target_tangent: Array | None,
+    weight_tangent: Array | None = None,
     *,
     xp: ModuleType | None = None,
 ) -> tuple[Array, Array]:
-    """The loss and its directional derivative along ``(input_tangent, target_tangent)``.
+    """The result and its directional derivative along the tangents (a JVP).
 
-    This is the Jacobian-vector product (forward mode); a ``None`` tangent counts as
-    zero.  Both results have the loss's shape and dtype.
+    A ``None`` tangent counts as zero.  Both results have the result's shape and dtype.
     """
-    w = _prepare(req, input, target, reduction, xp=xp, warn=False)
+    w = _prepare(req, input, target, weight, xp=xp, warn=False)
     xp = w.xp
     with _quiet(xp):
-        value = _reduce(w, _formulas.loss(xp, w.formula, w.z, w.linear))
+        elementwise = _formulas.loss(xp, w.formula, w.z, w.linear)
+        value = _reduce(w, elementwise)
         if input_tangent is None and target_tangent is None:
             dd = xp.zeros_like(w.d)
         elif target_tangent is None:
@@ -326,5 +410,13 @@ def value_and_tangent(
             dd = _cast(xp, input_tangent, w.work_dtype) - _cast(xp, target_tangent, w.work_dtype)
         slope = _formulas.derivative(xp, w.formula, w.d, w.z, w.linear)
         out = _reduce(w, slope * dd)
+        if weight_tangent is not None and w.weight is not None:
+            tw = _cast(xp, weight_tangent, w.work_dtype)
+            plain = _Work(**{**w.__dict__, "weight": None})
+            extra = _reduce(plain, elementwise * tw) if w.reduction != "weighted_mean" else (
+                (_sum(w, elementwise * tw, w.keepdims) - value * _sum(w, xp.ones_like(w.z) * tw,
+                                                                       w.keepdims))
+                * _safe_inverse(xp, _total_weight(w, w.keepdims)))
+            out = out + extra
         return (_as_array(xp, _cast(xp, value, w.out_dtype)),
                 _as_array(xp, _cast(xp, out, w.out_dtype)))

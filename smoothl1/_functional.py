@@ -5,7 +5,14 @@ from __future__ import annotations
 from ._adapters import autodiff_adapter
 from ._core import Request, evaluate
 from ._namespace import Array
-from ._validation import Reduction, check_beta, check_delta
+from ._validation import (
+    Reduction,
+    check_axis_type,
+    check_beta,
+    check_delta,
+    check_keepdims,
+    check_reduction,
+)
 
 __all__ = [
     "huber",
@@ -17,16 +24,36 @@ __all__ = [
 ]
 
 
-def _loss(req: Request, input: Array, target: Array, reduction: object) -> Array:
+Axis = int | tuple[int, ...] | None
+
+
+def _request(
+    func: str, kind: str, param: object, reduction: object, axis: object, keepdims: object,
+    *, value: bool = True, grad: bool = False,
+) -> Request:
+    """Validate the static arguments of a public function."""
+    p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
+    return Request(func, kind, p, check_reduction(func, reduction),  # type: ignore[arg-type]
+                   check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
+
+
+def _loss(req: Request, input: Array, target: Array, weight: object) -> Array:
     """The loss; through the framework's autodiff glue for torch and JAX arrays."""
     adapter = autodiff_adapter(input, target)
     if adapter is not None:
-        return adapter.loss(req, input, target, reduction)
-    return evaluate(req, input, target, reduction)[0]
+        return adapter.loss(req, input, target, weight)
+    return evaluate(req, input, target, weight)[0]
 
 
 def smooth_l1(
-    input: Array, target: Array, beta: float = 1.0, reduction: Reduction = "mean"
+    input: Array,
+    target: Array,
+    beta: float = 1.0,
+    reduction: Reduction = "mean",
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Array:
     r"""Smooth L1 loss, number for number as ``torch.nn.functional.smooth_l1_loss``.
 
@@ -51,15 +78,29 @@ def smooth_l1(
     beta : float, default 1.0
         Where the loss turns from quadratic to linear; a Python number
         :math:`\ge 0` (``inf`` allowed).  It must be static under ``jax.jit``.
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
-        ``'mean'`` divides the sum by the number of elements of the broadcast shape.
+    reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
+        ``'mean'`` divides the (weighted) sum by the number of elements reduced, as
+        torch does (also with ``weight``, like ``F.huber_loss(weight=...)``);
+        ``'weighted_mean'`` divides it by the sum of the broadcast weights instead
+        (NaN where that sum is 0).
+    weight : array or float, optional
+        Per-element weights, broadcastable to the loss's shape without enlarging
+        it: boolean masks, integers and floats are accepted and used in the working
+        precision; they do not change the result dtype. Values are not checked
+        (negative weights contribute negatively), since that would need to read
+        array values.
+    axis : int or tuple of int, optional
+        Axes of the broadcast loss to reduce (negative axes count from the end);
+        default all.  Not allowed with ``'none'``.
+    keepdims : bool, default False
+        Keep the reduced axes with size 1.
 
     Returns
     -------
     array
         Of dtype ``result_type(input, target)``, in the input's library and on its
-        device: a 0-d array for ``'mean'`` and ``'sum'``, the broadcast shape for
-        ``'none'``.
+        device: the broadcast shape for ``'none'``, else the broadcast shape reduced
+        over ``axis`` (a 0-d array by default).
 
     Raises
     ------
@@ -67,8 +108,9 @@ def smooth_l1(
         If an argument is not an array, the arrays come from different libraries,
         a dtype is not real floating-point, or ``beta`` is not a real number.
     ValueError
-        If ``beta`` is negative or NaN, ``reduction`` is unknown, or the shapes do
-        not broadcast.
+        If ``beta`` is negative or NaN, ``reduction`` is unknown, ``axis`` is out of
+        range, or the shapes of ``input``, ``target`` and ``weight`` do not
+        broadcast.
 
     Notes
     -----
@@ -87,9 +129,16 @@ def smooth_l1(
     array(0.89285714)
     >>> smooth_l1(x, np.zeros(7), beta=2.0, reduction="none")
     array([2.    , 0.25  , 0.0625, 0.    , 0.0625, 0.25  , 2.    ])
+
+    Per-sample losses over the feature axis, with padding masked out:
+
+    >>> pred, true = np.array([[1.0, 2.0, 9.0], [0.5, 0.0, 0.0]]), np.zeros((2, 3))
+    >>> mask = np.array([[True, True, False], [True, False, False]])
+    >>> smooth_l1(pred, true, weight=mask, reduction="weighted_mean", axis=-1)
+    array([1.   , 0.125])
     """
-    req = Request("smooth_l1", "smooth_l1", check_beta("smooth_l1", beta))
-    return _loss(req, input, target, reduction)
+    req = _request("smooth_l1", "smooth_l1", beta, reduction, axis, keepdims)
+    return _loss(req, input, target, weight)
 
 
 def smooth_l1_grad(
@@ -98,6 +147,10 @@ def smooth_l1_grad(
     beta: float = 1.0,
     reduction: Reduction = "mean",
     grad_output: Array | float | None = None,
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Array:
     r"""Gradient of :func:`smooth_l1` with respect to ``input``.
 
@@ -119,8 +172,10 @@ def smooth_l1_grad(
     input, target, beta, reduction
         As for :func:`smooth_l1`.
     grad_output : array or float, optional
-        The upstream cotangent: a scalar or 0-d array for ``'mean'``/``'sum'``, an
-        array broadcastable to the loss shape for ``'none'``.  Default: ones.
+        The upstream cotangent, broadcastable to the shape of the result (a scalar
+        for the default full reductions).  Default: ones.
+    weight, axis, keepdims
+        As for :func:`smooth_l1`.
 
     Returns
     -------
@@ -135,14 +190,20 @@ def smooth_l1_grad(
     >>> smooth_l1_grad(x, np.zeros(7), reduction="sum")
     array([-1. , -1. , -0.5,  0. ,  0.5,  1. ,  1. ])
     """
-    req = Request(
-        "smooth_l1_grad", "smooth_l1", check_beta("smooth_l1_grad", beta), value=False, grad=True
-    )
-    return evaluate(req, input, target, reduction, grad_output)[1]
+    req = _request("smooth_l1_grad", "smooth_l1", beta, reduction, axis, keepdims,
+                   value=False, grad=True)
+    return evaluate(req, input, target, weight, grad_output)[1]
 
 
 def smooth_l1_value_and_grad(
-    input: Array, target: Array, beta: float = 1.0, reduction: Reduction = "mean"
+    input: Array,
+    target: Array,
+    beta: float = 1.0,
+    reduction: Reduction = "mean",
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> tuple[Array, Array]:
     """:func:`smooth_l1` and :func:`smooth_l1_grad` in one pass, sharing the work.
 
@@ -154,18 +215,20 @@ def smooth_l1_value_and_grad(
     >>> loss, grad
     (array(0.8125), array([0.25, 0.5 ]))
     """
-    req = Request(
-        "smooth_l1_value_and_grad",
-        "smooth_l1",
-        check_beta("smooth_l1_value_and_grad", beta),
-        value=True,
-        grad=True,
-    )
-    return evaluate(req, input, target, reduction)
+    req = _request("smooth_l1_value_and_grad", "smooth_l1", beta, reduction, axis, keepdims,
+                   grad=True)
+    return evaluate(req, input, target, weight)
 
 
 def huber(
-    input: Array, target: Array, delta: float = 1.0, reduction: Reduction = "mean"
+    input: Array,
+    target: Array,
+    delta: float = 1.0,
+    reduction: Reduction = "mean",
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Array:
     r"""Huber loss, number for number as ``torch.nn.functional.huber_loss``.
 
@@ -183,7 +246,9 @@ def huber(
         As for :func:`smooth_l1`.
     delta : float, default 1.0
         A Python number :math:`> 0` (``inf`` allowed); static under ``jax.jit``.
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
+    reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
+        As for :func:`smooth_l1`.
+    weight, axis, keepdims
         As for :func:`smooth_l1`.
 
     Returns
@@ -198,8 +263,8 @@ def huber(
     >>> huber(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="none")
     array([0.125, 4.   ])
     """
-    req = Request("huber", "huber", check_delta("huber", delta))
-    return _loss(req, input, target, reduction)
+    req = _request("huber", "huber", delta, reduction, axis, keepdims)
+    return _loss(req, input, target, weight)
 
 
 def huber_grad(
@@ -208,6 +273,10 @@ def huber_grad(
     delta: float = 1.0,
     reduction: Reduction = "mean",
     grad_output: Array | float | None = None,
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> Array:
     r"""Gradient of :func:`huber` with respect to ``input``.
 
@@ -228,12 +297,20 @@ def huber_grad(
     >>> huber_grad(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="sum")
     array([0.5, 2. ])
     """
-    req = Request("huber_grad", "huber", check_delta("huber_grad", delta), value=False, grad=True)
-    return evaluate(req, input, target, reduction, grad_output)[1]
+    req = _request("huber_grad", "huber", delta, reduction, axis, keepdims,
+                   value=False, grad=True)
+    return evaluate(req, input, target, weight, grad_output)[1]
 
 
 def huber_value_and_grad(
-    input: Array, target: Array, delta: float = 1.0, reduction: Reduction = "mean"
+    input: Array,
+    target: Array,
+    delta: float = 1.0,
+    reduction: Reduction = "mean",
+    *,
+    weight: Array | float | None = None,
+    axis: Axis = None,
+    keepdims: bool = False,
 ) -> tuple[Array, Array]:
     """:func:`huber` and :func:`huber_grad` in one pass, sharing the work.
 
@@ -244,11 +321,6 @@ def huber_value_and_grad(
     >>> huber_value_and_grad(np.array([0.5, 3.0]), np.zeros(2), reduction="sum")
     (array(2.625), array([0.5, 1. ]))
     """
-    req = Request(
-        "huber_value_and_grad",
-        "huber",
-        check_delta("huber_value_and_grad", delta),
-        value=True,
-        grad=True,
-    )
-    return evaluate(req, input, target, reduction)
+    req = _request("huber_value_and_grad", "huber", delta, reduction, axis, keepdims,
+                   grad=True)
+    return evaluate(req, input, target, weight)

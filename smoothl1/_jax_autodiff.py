@@ -20,22 +20,27 @@ from ._core import Request, evaluate, validate, value_and_tangent
 __all__ = ["loss"]
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(2, 3))
-def _loss(input: jax.Array, target: jax.Array, req: Request, reduction: str) -> Any:
-    value, _ = evaluate(req, input, target, reduction, xp=jnp, warn=False)
+@partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None, req: Request) -> Any:
+    value, _ = evaluate(req, input, target, weight, xp=jnp, warn=False)
     return value
 
 
 @_loss.defjvp
 def _loss_jvp(
-    req: Request, reduction: str, primals: tuple[Any, Any], tangents: tuple[Any, Any]
+    req: Request, primals: tuple[Any, Any, Any], tangents: tuple[Any, Any, Any]
 ) -> tuple[Any, Any]:
-    input, target = primals
-    input_t, target_t = tangents
-    return value_and_tangent(req, input, target, reduction, input_t, target_t, xp=jnp)
+    input, target, weight = primals
+    input_t, target_t, weight_t = tangents
+    return value_and_tangent(req, input, target, weight, input_t, target_t, weight_t, xp=jnp)
 
 
-def loss(req: Request, input: jax.Array, target: jax.Array, reduction: str) -> Any:
+def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
     """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
-    validate(req, input, target, reduction, xp=jnp)  # errors and warnings point at the caller
-    return _loss(input, target, req, reduction)
+    validate(req, input, target, weight, xp=jnp)  # errors and warnings point at the caller
+    if weight is not None:
+        # a float weight in the working precision: JAX gives boolean and integer
+        # primals float0 tangents, and a Python number is no array at all
+        work = jnp.promote_types(jnp.result_type(input, target), jnp.float32)
+        weight = jnp.asarray(weight, dtype=work)
+    return _loss(input, target, weight, req)

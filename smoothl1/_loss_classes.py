@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._functional import (
     huber,
     huber_grad,
@@ -11,7 +13,15 @@ from ._functional import (
     smooth_l1_value_and_grad,
 )
 from ._namespace import Array
-from ._validation import Reduction, check_beta, check_delta, check_reduction, legacy_reduction
+from ._validation import (
+    Reduction,
+    check_axis_type,
+    check_beta,
+    check_delta,
+    check_keepdims,
+    check_reduction,
+    legacy_reduction,
+)
 
 __all__ = ["HuberLoss", "SmoothL1Loss"]
 
@@ -48,34 +58,51 @@ class SmoothL1Loss:
         reduce: bool | None = None,
         reduction: Reduction = "mean",
         beta: float = 1.0,
+        *,
+        axis: int | tuple[int, ...] | None = None,
+        keepdims: bool = False,
     ) -> None:
         self.reduction: Reduction = check_reduction(
             "SmoothL1Loss", legacy_reduction(size_average, reduce, reduction)
         )
         self.beta: float = check_beta("SmoothL1Loss", beta)
+        self.axis = check_axis_type("SmoothL1Loss", axis)
+        self.keepdims = check_keepdims("SmoothL1Loss", keepdims)
 
-    def __call__(self, input: Array, target: Array) -> Array:
+    def _kw(self, weight: Array | float | None) -> dict[str, Any]:
+        return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
+
+    def __call__(self, input: Array, target: Array, weight: Array | float | None = None) -> Array:
         """The loss of ``input`` against ``target``; see :func:`smoothl1.smooth_l1`."""
-        return smooth_l1(input, target, beta=self.beta, reduction=self.reduction)
+        return smooth_l1(input, target, self.beta, self.reduction, **self._kw(weight))
 
-    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None) -> Array:
+    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None,
+             weight: Array | float | None = None) -> Array:
         """Gradient with respect to ``input``; see :func:`smoothl1.smooth_l1_grad`."""
-        return smooth_l1_grad(input, target, self.beta, self.reduction, grad_output)
+        return smooth_l1_grad(input, target, self.beta, self.reduction, grad_output,
+                              **self._kw(weight))
 
-    def value_and_grad(self, input: Array, target: Array) -> tuple[Array, Array]:
+    def value_and_grad(self, input: Array, target: Array,
+                       weight: Array | float | None = None) -> tuple[Array, Array]:
         """Loss and gradient in one pass; see :func:`smoothl1.smooth_l1_value_and_grad`."""
-        return smooth_l1_value_and_grad(input, target, self.beta, self.reduction)
+        return smooth_l1_value_and_grad(input, target, self.beta, self.reduction,
+                                        **self._kw(weight))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.reduction, self.beta, self.axis, self.keepdims)
 
     def __repr__(self) -> str:
-        return f"SmoothL1Loss(reduction={self.reduction!r}, beta={self.beta!r})"
+        extra = "" if self.axis is None else f", axis={self.axis!r}"
+        extra += ", keepdims=True" if self.keepdims else ""
+        return f"SmoothL1Loss(reduction={self.reduction!r}, beta={self.beta!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SmoothL1Loss):
             return NotImplemented
-        return (self.reduction, self.beta) == (other.reduction, other.beta)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((SmoothL1Loss, self.reduction, self.beta))
+        return hash((SmoothL1Loss, *self._key()))
 
 
 class HuberLoss:
@@ -94,29 +121,50 @@ class HuberLoss:
     array(4.125)
     """
 
-    def __init__(self, reduction: Reduction = "mean", delta: float = 1.0) -> None:
+    def __init__(
+        self,
+        reduction: Reduction = "mean",
+        delta: float = 1.0,
+        *,
+        axis: int | tuple[int, ...] | None = None,
+        keepdims: bool = False,
+    ) -> None:
         self.reduction: Reduction = check_reduction("HuberLoss", reduction)
         self.delta: float = check_delta("HuberLoss", delta)
+        self.axis = check_axis_type("HuberLoss", axis)
+        self.keepdims = check_keepdims("HuberLoss", keepdims)
 
-    def __call__(self, input: Array, target: Array) -> Array:
+    def _kw(self, weight: Array | float | None) -> dict[str, Any]:
+        return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
+
+    def __call__(self, input: Array, target: Array, weight: Array | float | None = None) -> Array:
         """The loss of ``input`` against ``target``; see :func:`smoothl1.huber`."""
-        return huber(input, target, delta=self.delta, reduction=self.reduction)
+        return huber(input, target, self.delta, self.reduction, **self._kw(weight))
 
-    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None) -> Array:
+    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None,
+             weight: Array | float | None = None) -> Array:
         """Gradient with respect to ``input``; see :func:`smoothl1.huber_grad`."""
-        return huber_grad(input, target, self.delta, self.reduction, grad_output)
+        return huber_grad(input, target, self.delta, self.reduction, grad_output,
+                          **self._kw(weight))
 
-    def value_and_grad(self, input: Array, target: Array) -> tuple[Array, Array]:
+    def value_and_grad(self, input: Array, target: Array,
+                       weight: Array | float | None = None) -> tuple[Array, Array]:
         """Loss and gradient in one pass; see :func:`smoothl1.huber_value_and_grad`."""
-        return huber_value_and_grad(input, target, self.delta, self.reduction)
+        return huber_value_and_grad(input, target, self.delta, self.reduction,
+                                    **self._kw(weight))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.reduction, self.delta, self.axis, self.keepdims)
 
     def __repr__(self) -> str:
-        return f"HuberLoss(reduction={self.reduction!r}, delta={self.delta!r})"
+        extra = "" if self.axis is None else f", axis={self.axis!r}"
+        extra += ", keepdims=True" if self.keepdims else ""
+        return f"HuberLoss(reduction={self.reduction!r}, delta={self.delta!r}{extra})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, HuberLoss):
             return NotImplemented
-        return (self.reduction, self.delta) == (other.reduction, other.delta)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((HuberLoss, self.reduction, self.delta))
+        return hash((HuberLoss, *self._key()))

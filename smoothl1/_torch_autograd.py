@@ -21,10 +21,6 @@ __all__ = ["loss"]
 _XP = torch_namespace()
 
 
-def _request(func: str, kind: str, param: float) -> Request:
-    return Request(func, kind, param)  # type: ignore[arg-type]
-
-
 class _Loss(torch.autograd.Function):
     """The loss, with reverse-mode derivatives (the variant used under ``torch.compile``)."""
 
@@ -32,32 +28,25 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        input: torch.Tensor,
-        target: torch.Tensor,
-        func: str,
-        kind: str,
-        param: float,
-        reduction: str,
+        input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, req: Request,
     ) -> Any:
-        value, _ = evaluate(_request(func, kind, param), input, target, reduction, xp=_XP,
-                            warn=False)
+        value, _ = evaluate(req, input, target, weight, xp=_XP, warn=False)
         return value
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        input, target, func, kind, param, reduction = inputs
-        ctx.save_for_backward(input, target)
-        ctx.args = (func, kind, param, reduction)
+        input, target, weight, req = inputs
+        ctx.save_for_backward(input, target, weight)
+        ctx.req = req
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-        input, target = ctx.saved_tensors
-        func, kind, param, reduction = ctx.args
-        g_in, g_tg = backward(
-            _request(func, kind, param), input, target, reduction, grad_output,
-            need_input=ctx.needs_input_grad[0], need_target=ctx.needs_input_grad[1], xp=_XP,
+        input, target, weight = ctx.saved_tensors
+        g_in, g_tg, g_w = backward(
+            ctx.req, input, target, weight, grad_output,
+            need=tuple(ctx.needs_input_grad[:3]), xp=_XP,
         )
-        return g_in, g_tg, None, None, None, None
+        return g_in, g_tg, g_w, None
 
 
 class _LossWithJvp(_Loss):
@@ -66,19 +55,20 @@ class _LossWithJvp(_Loss):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         _Loss.setup_context(ctx, inputs, output)
-        ctx.save_for_forward(inputs[0], inputs[1])
+        ctx.save_for_forward(inputs[0], inputs[1], inputs[2])
 
     @staticmethod
-    def jvp(ctx: Any, input_t: Any, target_t: Any, *_: Any) -> Any:
-        input, target = ctx.saved_tensors
-        func, kind, param, reduction = ctx.args
-        _, out = value_and_tangent(_request(func, kind, param), input, target, reduction,
-                                   input_t, target_t, xp=_XP)
+    def jvp(ctx: Any, input_t: Any, target_t: Any, weight_t: Any, *_: Any) -> Any:
+        input, target, weight = ctx.saved_tensors
+        _, out = value_and_tangent(ctx.req, input, target, weight, input_t, target_t,
+                                   weight_t, xp=_XP)
         return out
 
 
-def loss(req: Request, input: torch.Tensor, target: torch.Tensor, reduction: str) -> Any:
+def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -> Any:
     """The loss of two torch tensors, differentiable with smoothl1's derivatives."""
-    validate(req, input, target, reduction, xp=_XP)  # errors and warnings point at the caller
+    validate(req, input, target, weight, xp=_XP)  # errors and warnings point at the caller
+    if weight is not None and not isinstance(weight, torch.Tensor):
+        weight = torch.full((), float(weight), dtype=input.dtype, device=input.device)
     fn = _Loss if torch.compiler.is_compiling() else _LossWithJvp
-    return fn.apply(input, target, req.func, req.kind, req.param, reduction)  # type: ignore[no-untyped-call]
+    return fn.apply(input, target, weight, req)  # type: ignore[no-untyped-call]

@@ -24,12 +24,15 @@ __all__ = [
     "check_delta",
     "check_beta",
     "check_real_floating",
+    "check_axis",
+    "check_axis_type",
+    "check_keepdims",
     "check_reduction",
     "legacy_reduction",
 ]
 
-Reduction = Literal["none", "mean", "sum"]
-REDUCTIONS: tuple[Reduction, ...] = ("none", "mean", "sum")
+Reduction = Literal["none", "mean", "sum", "weighted_mean"]
+REDUCTIONS: tuple[Reduction, ...] = ("none", "mean", "sum", "weighted_mean")
 
 Shape = tuple[int | None, ...]
 
@@ -87,7 +90,7 @@ def check_delta(func: str, delta: object) -> float:
 
 
 def check_reduction(func: str, reduction: object) -> Reduction:
-    """Validate ``reduction``: one of ``'none'``, ``'mean'``, ``'sum'``.
+    """Validate ``reduction``: one of ``'none'``, ``'mean'``, ``'sum'``, ``'weighted_mean'``.
 
     torch's deprecated spelling ``'elementwise_mean'`` is accepted as ``'mean'``
     with the same warning torch gives.
@@ -100,7 +103,8 @@ def check_reduction(func: str, reduction: object) -> Reduction:
     if isinstance(reduction, str) and reduction in REDUCTIONS:
         return reduction
     raise ValueError(
-        f"{func}: reduction must be one of 'none', 'mean' or 'sum', got {reduction!r}"
+        f"{func}: reduction must be one of 'none', 'mean', 'sum' or 'weighted_mean', "
+        f"got {reduction!r}"
     )
 
 
@@ -126,14 +130,63 @@ def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: 
     return result
 
 
-def check_real_floating(func: str, name: str, xp: ModuleType, x: Array) -> None:
-    """Raise ``TypeError`` unless ``x`` has a real floating-point dtype."""
-    if not xp.isdtype(x.dtype, "real floating"):
+def check_real_floating(
+    func: str, name: str, xp: ModuleType, x: Array,
+    kinds: str | tuple[str, ...] = "real floating",
+) -> None:
+    """Raise ``TypeError`` unless ``x`` has a real floating-point dtype (or one of ``kinds``)."""
+    if not xp.isdtype(x.dtype, kinds):
+        allowed = ("a real floating-point dtype (float16, bfloat16, float32 or float64)"
+                   if kinds == "real floating" else
+                   "a boolean, integer or real floating-point dtype")
         raise TypeError(
-            f"{func}: {name} must have a real floating-point dtype (float16, bfloat16, "
-            f"float32 or float64), got {x.dtype}; cast it first, e.g. with "
-            f"xp.astype({name}, xp.float32)"
+            f"{func}: {name} must have {allowed}, got {x.dtype}; cast it first, e.g. "
+            f"with xp.astype({name}, xp.float32)"
         )
+
+
+def check_keepdims(func: str, keepdims: object) -> bool:
+    """``keepdims`` must be a bool."""
+    if not isinstance(keepdims, bool):
+        raise TypeError(f"{func}: keepdims must be True or False, got {keepdims!r}")
+    return keepdims
+
+
+def check_axis_type(func: str, axis: object) -> int | tuple[int, ...] | None:
+    """``axis`` must be None, an int or a tuple of ints (checked against ndim later)."""
+    def is_int(a: object) -> bool:
+        if isinstance(a, bool):
+            return False
+        return isinstance(a, numbers.Integral)
+
+    if axis is None:
+        return None
+    if is_int(axis):
+        return int(axis)  # type: ignore[call-overload,no-any-return]
+    if isinstance(axis, (tuple, list)) and all(is_int(a) for a in axis):
+        return tuple(int(a) for a in axis)
+    raise TypeError(f"{func}: axis must be None, an int or a tuple of ints, got {axis!r}")
+
+
+def check_axis(
+    func: str, reduction: str, axis: int | tuple[int, ...] | None, ndim: int
+) -> tuple[int, ...] | None:
+    """Normalise ``axis`` for a loss of ``ndim`` dimensions (negative axes count from the end)."""
+    if axis is None:
+        return None
+    if reduction == "none":
+        raise ValueError(f"{func}: axis={axis!r} needs a reduction ('mean', 'sum' or "
+                         "'weighted_mean'), not reduction='none'")
+    axes = (axis,) if isinstance(axis, int) else axis
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{func}: axis {a} is out of range for a loss of {ndim} "
+                             f"dimension{'s' if ndim != 1 else ''}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{func}: axis {axis!r} repeats an axis")
+    return tuple(sorted(out))
 
 
 def _dim(n: object) -> int | None:
