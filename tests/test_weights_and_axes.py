@@ -197,6 +197,7 @@ def test_torch_autograd_for_input_target_and_weight(data, reduction):
     expected, grads = oracle("smooth_l1", x, y, 0.7, reduction, w, axis)
     tx, ty, tw = (torch.tensor(a, requires_grad=True) for a in (x, y, w))
     out = smoothl1.smooth_l1(tx, ty, 0.7, reduction, weight=tw, axis=axis)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-13)
     got = torch.autograd.grad(out, (tx, ty, tw), torch.ones_like(out))
     for a, b in zip(got, grads, strict=True):
         np.testing.assert_allclose(a.numpy(), b, rtol=1e-12, atol=1e-15)
@@ -220,7 +221,9 @@ def test_jax_grad_jit_and_vmap_with_weights(data, reduction):
     def f(a, b, c):
         return jnp.sum(smoothl1.huber(a, b, 0.7, reduction, weight=c, axis=-1))
 
-    got = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(jnp.asarray(x), jnp.asarray(y), jnp.asarray(w))
+    value, got = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(
+        jnp.asarray(x), jnp.asarray(y), jnp.asarray(w))
+    np.testing.assert_allclose(value, expected.sum(), rtol=1e-13)
     for a, b in zip(got, grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-12, atol=1e-15)
     _, jvp_out = jax.jvp(f, (jnp.asarray(x), jnp.asarray(y), jnp.asarray(w)),
