@@ -197,6 +197,97 @@ def make_case(case_id: str, kind: str, param: float, reduction: str, dtype: str,
     return case
 
 
+def make_weighted_case(case_id: str, kind: str, param: float, reduction: str, dtype: str,
+                       x: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+                       axis: tuple[int, ...] | None, keepdims: bool,
+                       note: str = "") -> dict[str, Any]:
+    """A case with sample weights and/or a per-axis reduction (finite data only)."""
+    tdt = _torch_dtype(dtype)
+    tx = torch.tensor(np.asarray(x, dtype=np.float64)).to(tdt)
+    ty = torch.tensor(np.asarray(y, dtype=np.float64)).to(tdt)
+    full = tuple(torch.broadcast_shapes(tx.shape, ty.shape))
+    xs = tx.double().expand(full).numpy()
+    ys = ty.double().expand(full).numpy()
+    frac = np.vectorize(Fraction, otypes=[object])
+    d = frac(xs) - frac(ys)
+    elem = np.vectorize(lambda v: _exact_elem(kind, v, param), otypes=[object])(d)
+    slope = np.vectorize(lambda v: _exact_slope(kind, v, param), otypes=[object])(d)
+    w = np.ones(full, dtype=object) * (frac(np.broadcast_to(weight, full))
+                                       if weight is not None else Fraction(1))
+    dims = tuple(range(len(full))) if axis is None else axis
+    kept = tuple(1 if i in dims else n for i, n in enumerate(full))
+    count = math.prod(full[i] for i in dims)
+    if reduction == "none":
+        loss, norm = elem * w, np.ones(full, dtype=object)
+    else:
+        total = (elem * w).sum(axis=dims, keepdims=True)
+        if reduction == "sum":
+            norm = np.full(kept, Fraction(1), dtype=object)
+        elif reduction == "mean":
+            norm = np.full(kept, Fraction(1, count), dtype=object)
+        else:
+            wsum = w.sum(axis=dims, keepdims=True)
+            norm = np.vectorize(lambda v: Fraction(1) / v if v != 0 else NAN,
+                                otypes=[object])(wsum)
+        loss = total * norm
+        if not keepdims:
+            loss = loss.reshape([n for i, n in enumerate(full) if i not in dims])
+    gfull = slope * w * np.broadcast_to(norm, full)
+    gx = _broadcast_sum(list(gfull.reshape(-1)), full, tuple(tx.shape))
+    gy = _broadcast_sum(list((-gfull).reshape(-1)), full, tuple(ty.shape))
+
+    # torch: its own elementwise loss, weighted and reduced with torch ops
+    lx, ly = tx.clone().requires_grad_(), ty.clone().requires_grad_()
+    fn = torch.nn.functional.huber_loss if kind == "huber" else torch.nn.functional.smooth_l1_loss
+    kw = {"delta": param} if kind == "huber" else {"beta": param}
+    bx, by = torch.broadcast_tensors(lx, ly)
+    e = fn(bx, by, reduction="none", **kw).double()
+    tw = torch.ones_like(e) if weight is None else torch.tensor(np.asarray(weight)) * 1.0
+    ew = e * tw
+    if reduction == "none":
+        out = ew
+    elif reduction == "sum":
+        out = ew.sum(dim=dims, keepdim=keepdims)
+    elif reduction == "mean":
+        out = ew.sum(dim=dims, keepdim=keepdims) / count
+    else:
+        out = ew.sum(dim=dims, keepdim=keepdims) / (torch.ones_like(e) * tw).sum(
+            dim=dims, keepdim=keepdims)
+    tgx, tgy = torch.autograd.grad(out, (lx, ly), torch.ones_like(out))
+    case = {
+        "id": case_id,
+        "kind": kind,
+        "param": param,
+        "reduction": reduction,
+        "dtype": dtype,
+        "input_shape": list(tx.shape),
+        "target_shape": list(ty.shape),
+        "input": _hex([float(v) for v in tx.double().reshape(-1)]),
+        "target": _hex([float(v) for v in ty.double().reshape(-1)]),
+        "axis": None if axis is None else list(axis),
+        "keepdims": keepdims,
+        "expected": {
+            "loss_shape": list(np.shape(loss)),
+            "loss": _hex(_round(list(np.asarray(loss).reshape(-1)), dtype)),
+            "grad_input": _hex(_round(gx, dtype)),
+            "grad_target": _hex(_round(gy, dtype)),
+        },
+        "torch": {
+            "loss": _hex(out.detach().double().reshape(-1).tolist()),
+            "grad_input": _hex(tgx.double().reshape(-1).tolist()),
+            "grad_target": _hex(tgy.double().reshape(-1).tolist()),
+        },
+        "summed_terms": {"loss": 1 if reduction == "none" else count,
+                         "grad_input": max(math.prod(full) // max(math.prod(tx.shape), 1), 1),
+                         "grad_target": max(math.prod(full) // max(math.prod(ty.shape), 1), 1)},
+        "note": note or "sample weights / per-axis reduction (beyond torch)",
+    }
+    if weight is not None:
+        case["weight_shape"] = list(np.shape(weight))
+        case["weight"] = _hex([float(v) for v in np.asarray(weight, dtype=np.float64).reshape(-1)])
+    return case
+
+
 def _exact_diff(a: float, b: float) -> Fraction | float:
     if math.isfinite(a) and math.isfinite(b):
         return Fraction(a) - Fraction(b)
@@ -263,6 +354,23 @@ def cases() -> list[dict[str, Any]]:
                           "torch's OpInfo sample: U[-9, 9], shape (5, 5)"))
             add(make_case(f"ordinary-huber-{dtype}-{red}", "huber", 1.3, red, dtype,
                           rng.uniform(-9, 9, (5, 5)), rng.uniform(-9, 9, (5, 5))))
+    # sample weights and per-axis reductions (beyond torch)
+    for dtype in ("float32", "float64"):
+        x3, y3 = rng.uniform(-3, 3, (3, 2, 4)), rng.uniform(-1, 1, (2, 4))
+        w3 = rng.integers(0, 4, (3, 1, 4)).astype(np.float64)
+        for red in ("mean", "sum", "weighted_mean"):
+            for axis, keep in ((None, False), ((2,), False), ((0, 2), True)):
+                name = "all" if axis is None else "-".join(map(str, axis))
+                add(make_weighted_case(f"weighted-{red}-axis{name}-{dtype}", "smooth_l1", 0.8,
+                                       red, dtype, x3, y3, w3, axis, keep))
+            add(make_weighted_case(f"axis-{red}-{dtype}", "huber", 1.1, red, dtype, x3, y3,
+                                   None, (1,), False))
+        add(make_weighted_case(f"weighted-none-{dtype}", "smooth_l1", 0.8, "none", dtype, x3, y3,
+                               w3, None, False))
+        add(make_weighted_case(f"weighted-mean-zero-total-{dtype}", "smooth_l1", 0.8,
+                               "weighted_mean", dtype, x3[:, 0], y3[0],
+                               np.array([[1.0], [0.0], [2.0]]), (1,), False,
+                               "a row whose weights sum to 0 gives NaN"))
     # torch's defects (torch-parity section 3)
     add(make_case("f32-overflow-before-division", "smooth_l1", 1e30, "none", "float32",
                   np.array([1e20, -1e20]), np.zeros(2), "torch: 0.5*z*z overflows to inf"))

@@ -37,6 +37,20 @@ class Case:
     summed_terms: dict[str, int]
     tolerance_ulps: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    weight: np.ndarray | None = None  # sample weights (beyond torch)
+    axis: tuple[int, ...] | None = None  # per-axis reduction (beyond torch)
+    keepdims: bool = False
+
+    @property
+    def extended(self) -> bool:
+        """Whether the case uses ``weight``/``axis``, which torch's losses do not have."""
+        return self.weight is not None or self.axis is not None
+
+    def keywords(self) -> dict[str, Any]:
+        """The ``weight``/``axis``/``keepdims`` keywords of an extended case."""
+        if not self.extended:
+            return {}
+        return {"weight": self.weight, "axis": self.axis, "keepdims": self.keepdims}
 
     @property
     def torch_differs(self) -> bool:
@@ -79,6 +93,9 @@ def _case(raw: dict[str, Any]) -> Case:
         summed_terms=raw["summed_terms"],
         tolerance_ulps=raw.get("tolerance_ulps", {}),
         note=raw.get("note", ""),
+        weight=_floats(raw["weight"], raw["weight_shape"]) if "weight" in raw else None,
+        axis=tuple(raw["axis"]) if raw.get("axis") is not None else None,
+        keepdims=bool(raw.get("keepdims", False)),
     )
 
 

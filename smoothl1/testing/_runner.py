@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -185,6 +186,7 @@ def run_cases(
     gradients: GradMode = "function",
     reference: Literal["exact", "torch"] = "exact",
     dtypes: tuple[str, ...] | None = None,
+    extended: bool | None = None,
 ) -> Report:
     """Run the reference cases through an implementation and compare.
 
@@ -209,12 +211,19 @@ def run_cases(
         torch is wrong are skipped).
     dtypes : tuple of str, optional
         Only these dtypes.
+    extended : bool, optional
+        Also run the cases with sample weights and per-axis reductions (which
+        torch's losses do not have), calling the functions with ``weight=``,
+        ``axis=`` and ``keepdims=`` keywords.  Default: for smoothl1's own
+        functions only.
     """
     if xp is None:
         import array_api_compat.numpy as xp_default
 
         xp = xp_default
     user_given = smooth_l1 is not None or huber is not None
+    if extended is None:
+        extended = not user_given
     fns: dict[str, tuple[LossFn | None, LossFn | None]] = {}
     for kind, loss, grad in (("smooth_l1", smooth_l1, smooth_l1_grad),
                              ("huber", huber, huber_grad)):
@@ -234,6 +243,9 @@ def run_cases(
         if support[case.dtype]:
             report.skipped[case.id] = support[case.dtype]
             continue
+        if case.extended and not extended:
+            report.skipped[case.id] = "uses weight/axis (pass extended=True to check them)"
+            continue
         if reference == "torch" and case.torch_differs:
             report.skipped[case.id] = "torch is wrong here; not a reference"
             continue
@@ -250,6 +262,9 @@ def _run_one(xp: ModuleType, device: Any, case: Case, loss_fn: LossFn, grad_fn: 
     want = case.expected if reference == "exact" else case.torch
     x = _make(xp, case.input, case.dtype, device)
     y = _make(xp, case.target, case.dtype, device)
+    kw = case.keywords()
+    if kw.get("weight") is not None:
+        kw["weight"] = _make(xp, case.weight, case.dtype, device)  # type: ignore[arg-type]
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     with warnings.catch_warnings():
@@ -257,12 +272,12 @@ def _run_one(xp: ModuleType, device: Any, case: Case, loss_fn: LossFn, grad_fn: 
         try:
             if gradients == "autodiff":
                 results["loss"], results["grad_input"], results["grad_target"] = _autodiff(
-                    xp, loss_fn, x, y, case)
+                    xp, functools.partial(loss_fn, **kw), x, y, case)
             else:
-                results["loss"] = loss_fn(x, y, case.param, case.reduction)
+                results["loss"] = loss_fn(x, y, case.param, case.reduction, **kw)
                 if gradients == "function" and grad_fn is not None:
-                    results["grad_input"] = grad_fn(x, y, case.param, case.reduction)
-                    results["grad_target"] = grad_fn(y, x, case.param, case.reduction)
+                    results["grad_input"] = grad_fn(x, y, case.param, case.reduction, **kw)
+                    results["grad_target"] = grad_fn(y, x, case.param, case.reduction, **kw)
         except Exception as exc:  # the implementation under test raised: a failure
             errors["loss"] = f"raised {type(exc).__name__}: {exc}"
         # lazy libraries compute here; inside the filter for their NaN notes too
