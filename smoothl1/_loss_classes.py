@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ._functional import (
     huber,
@@ -26,20 +27,83 @@ from ._validation import (
 __all__ = ["HuberLoss", "SmoothL1Loss"]
 
 
-class SmoothL1Loss:
+class _LossObject:
+    """What the loss objects share: calling, gradients, repr, equality."""
+
+    _param_name: ClassVar[str]  # "beta" or "delta"
+    _loss: ClassVar[Callable[..., Array]]
+    _grad: ClassVar[Callable[..., Array]]
+    _value_and_grad: ClassVar[Callable[..., tuple[Array, Array]]]
+
+    reduction: Reduction
+    axis: int | tuple[int, ...] | None
+    keepdims: bool
+
+    def _setup(self, name: str, reduction: object, axis: object, keepdims: object) -> None:
+        self.reduction = check_reduction(name, reduction)
+        self.axis = check_axis_type(name, axis)
+        self.keepdims = check_keepdims(name, keepdims)
+
+    @property
+    def _param(self) -> float:
+        value: float = getattr(self, self._param_name)
+        return value
+
+    def _kw(self, weight: Array | float | None) -> dict[str, Any]:
+        return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
+
+    def __call__(self, input: Array, target: Array, weight: Array | float | None = None) -> Array:
+        """The loss of ``input`` against ``target`` (optionally weighted)."""
+        return type(self)._loss(input, target, self._param, self.reduction, **self._kw(weight))
+
+    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None,
+             weight: Array | float | None = None) -> Array:
+        """Gradient of the loss with respect to ``input``."""
+        return type(self)._grad(input, target, self._param, self.reduction, grad_output,
+                                **self._kw(weight))
+
+    def value_and_grad(self, input: Array, target: Array,
+                       weight: Array | float | None = None) -> tuple[Array, Array]:
+        """Loss and gradient with respect to ``input`` in one pass."""
+        return type(self)._value_and_grad(input, target, self._param, self.reduction,
+                                          **self._kw(weight))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (type(self), self.reduction, self._param, self.axis, self.keepdims)
+
+    def __repr__(self) -> str:
+        extra = "" if self.axis is None else f", axis={self.axis!r}"
+        extra += ", keepdims=True" if self.keepdims else ""
+        return (f"{type(self).__name__}(reduction={self.reduction!r}, "
+                f"{self._param_name}={self._param!r}{extra})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _LossObject):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+
+class SmoothL1Loss(_LossObject):
     """Callable Smooth L1 loss with fixed ``beta`` and ``reduction``.
 
     Mirrors ``torch.nn.SmoothL1Loss``'s constructor, including torch's deprecated
     ``size_average``/``reduce`` arguments, which, when given, override
     ``reduction`` exactly as torch does (with torch's warning).  Unlike torch,
-    the arguments are validated here, at construction.
+    the arguments are validated here, at construction.  Calls take an optional
+    ``weight``; ``axis`` and ``keepdims`` are fixed here (see
+    :func:`smoothl1.smooth_l1`).
 
     Parameters
     ----------
     size_average, reduce : bool, optional
         Deprecated torch arguments; prefer ``reduction``.
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
+    reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
     beta : float, default 1.0
+    axis : int or tuple of int, optional
+    keepdims : bool, default False
 
     Examples
     --------
@@ -52,6 +116,11 @@ class SmoothL1Loss:
     array(0.90625)
     """
 
+    _param_name = "beta"
+    _loss = staticmethod(smooth_l1)
+    _grad = staticmethod(smooth_l1_grad)
+    _value_and_grad = staticmethod(smooth_l1_value_and_grad)
+
     def __init__(
         self,
         size_average: bool | None = None,
@@ -62,53 +131,17 @@ class SmoothL1Loss:
         axis: int | tuple[int, ...] | None = None,
         keepdims: bool = False,
     ) -> None:
-        self.reduction: Reduction = check_reduction(
-            "SmoothL1Loss", legacy_reduction(size_average, reduce, reduction)
-        )
+        self._setup("SmoothL1Loss", legacy_reduction(size_average, reduce, reduction), axis,
+                    keepdims)
         self.beta: float = check_beta("SmoothL1Loss", beta)
-        self.axis = check_axis_type("SmoothL1Loss", axis)
-        self.keepdims = check_keepdims("SmoothL1Loss", keepdims)
-
-    def _kw(self, weight: Array | float | None) -> dict[str, Any]:
-        return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
-
-    def __call__(self, input: Array, target: Array, weight: Array | float | None = None) -> Array:
-        """The loss of ``input`` against ``target``; see :func:`smoothl1.smooth_l1`."""
-        return smooth_l1(input, target, self.beta, self.reduction, **self._kw(weight))
-
-    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None,
-             weight: Array | float | None = None) -> Array:
-        """Gradient with respect to ``input``; see :func:`smoothl1.smooth_l1_grad`."""
-        return smooth_l1_grad(input, target, self.beta, self.reduction, grad_output,
-                              **self._kw(weight))
-
-    def value_and_grad(self, input: Array, target: Array,
-                       weight: Array | float | None = None) -> tuple[Array, Array]:
-        """Loss and gradient in one pass; see :func:`smoothl1.smooth_l1_value_and_grad`."""
-        return smooth_l1_value_and_grad(input, target, self.beta, self.reduction,
-                                        **self._kw(weight))
-
-    def _key(self) -> tuple[Any, ...]:
-        return (self.reduction, self.beta, self.axis, self.keepdims)
-
-    def __repr__(self) -> str:
-        extra = "" if self.axis is None else f", axis={self.axis!r}"
-        extra += ", keepdims=True" if self.keepdims else ""
-        return f"SmoothL1Loss(reduction={self.reduction!r}, beta={self.beta!r}{extra})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SmoothL1Loss):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash((SmoothL1Loss, *self._key()))
 
 
-class HuberLoss:
+class HuberLoss(_LossObject):
     """Callable Huber loss with fixed ``delta`` and ``reduction``.
 
-    Mirrors ``torch.nn.HuberLoss(reduction='mean', delta=1.0)``.
+    Mirrors ``torch.nn.HuberLoss(reduction='mean', delta=1.0)``; calls take an
+    optional ``weight``, and ``axis``/``keepdims`` are fixed here (see
+    :func:`smoothl1.huber`).
 
     Examples
     --------
@@ -121,6 +154,11 @@ class HuberLoss:
     array(4.125)
     """
 
+    _param_name = "delta"
+    _loss = staticmethod(huber)
+    _grad = staticmethod(huber_grad)
+    _value_and_grad = staticmethod(huber_value_and_grad)
+
     def __init__(
         self,
         reduction: Reduction = "mean",
@@ -129,42 +167,5 @@ class HuberLoss:
         axis: int | tuple[int, ...] | None = None,
         keepdims: bool = False,
     ) -> None:
-        self.reduction: Reduction = check_reduction("HuberLoss", reduction)
+        self._setup("HuberLoss", reduction, axis, keepdims)
         self.delta: float = check_delta("HuberLoss", delta)
-        self.axis = check_axis_type("HuberLoss", axis)
-        self.keepdims = check_keepdims("HuberLoss", keepdims)
-
-    def _kw(self, weight: Array | float | None) -> dict[str, Any]:
-        return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
-
-    def __call__(self, input: Array, target: Array, weight: Array | float | None = None) -> Array:
-        """The loss of ``input`` against ``target``; see :func:`smoothl1.huber`."""
-        return huber(input, target, self.delta, self.reduction, **self._kw(weight))
-
-    def grad(self, input: Array, target: Array, grad_output: Array | float | None = None,
-             weight: Array | float | None = None) -> Array:
-        """Gradient with respect to ``input``; see :func:`smoothl1.huber_grad`."""
-        return huber_grad(input, target, self.delta, self.reduction, grad_output,
-                          **self._kw(weight))
-
-    def value_and_grad(self, input: Array, target: Array,
-                       weight: Array | float | None = None) -> tuple[Array, Array]:
-        """Loss and gradient in one pass; see :func:`smoothl1.huber_value_and_grad`."""
-        return huber_value_and_grad(input, target, self.delta, self.reduction,
-                                    **self._kw(weight))
-
-    def _key(self) -> tuple[Any, ...]:
-        return (self.reduction, self.delta, self.axis, self.keepdims)
-
-    def __repr__(self) -> str:
-        extra = "" if self.axis is None else f", axis={self.axis!r}"
-        extra += ", keepdims=True" if self.keepdims else ""
-        return f"HuberLoss(reduction={self.reduction!r}, delta={self.delta!r}{extra})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, HuberLoss):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash((HuberLoss, *self._key()))
