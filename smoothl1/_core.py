@@ -64,7 +64,7 @@ class _Work:
     d: Array  # input - target, broadcast, in the working precision
     z: Array  # |d|
     linear: Array | None  # z >= param (torch: not z < param)
-    weight: Array | None  # in the working precision
+    weight: Array | float | None  # in the working precision
     count: int | None  # loss elements per reduced value, None if unknown (lazy)
     out_dtype: Any
     work_dtype: Any
@@ -231,12 +231,8 @@ def _prepare(
     f = _formula(req, bits)
     d = _cast(xp, input, work_dtype) - _cast(xp, target, work_dtype)
     z = xp.abs(d)
-    if weight is None:
-        w = None
-    elif _is_scalar(weight):
-        w = xp.full(loss_shape, float(weight), dtype=work_dtype)  # type: ignore[arg-type]
-    else:
-        w = _cast(xp, weight, work_dtype)
+    # a Python number stays one: no full-size array, and nothing to place on a device
+    w = weight if weight is None or _is_scalar(weight) else _cast(xp, weight, work_dtype)
     kept = _reduced_shapes(loss_shape, axis, True)[1]
     reduced = [n for n, k in zip(loss_shape, kept, strict=True) if k == 1]
     known = [n for n in reduced if n is not None]

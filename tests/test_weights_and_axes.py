@@ -253,3 +253,17 @@ def test_dask_stays_lazy_with_weights_and_axes(data):
                                                  axis=(0, 2), keepdims=True)
     for o, e in zip(out, expected, strict=True):
         np.testing.assert_allclose(o.compute(), e, rtol=1e-14)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "weighted_mean", "none"])
+def test_torch_meta_device_with_weights_and_axes(reduction):
+    x = torch.empty((4, 3, 5), device="meta")
+    w = torch.empty((4, 1, 5), device="meta")
+    axis = None if reduction == "none" else (0, -1)
+    out, grad = smoothl1.smooth_l1_value_and_grad(x, x, 0.5, reduction, weight=w, axis=axis,
+                                                  keepdims=True)
+    assert out.device.type == "meta"
+    assert grad.device.type == "meta"
+    assert out.shape == ((4, 3, 5) if reduction == "none" else (1, 3, 1))
+    assert grad.shape == (4, 3, 5)
+    assert smoothl1.smooth_l1(x, x, weight=2.0).device.type == "meta"
