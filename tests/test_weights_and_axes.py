@@ -267,3 +267,24 @@ def test_torch_meta_device_with_weights_and_axes(reduction):
     assert out.shape == ((4, 3, 5) if reduction == "none" else (1, 3, 1))
     assert grad.shape == (4, 3, 5)
     assert smoothl1.smooth_l1(x, x, weight=2.0).device.type == "meta"
+
+
+def test_torch_compile_fullgraph_with_weights_and_axis():
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 5, generator=g, requires_grad=True)
+    y, w = torch.randn(8, 5, generator=g), torch.rand(8, 1, generator=g)
+
+    def f(a, b, c):
+        return smoothl1.smooth_l1(a, b, 0.5, "weighted_mean", weight=c, axis=1).sum()
+
+    explanation = torch._dynamo.explain(f)(x, y, w)
+    assert explanation.graph_count == 1
+    assert explanation.graph_break_count == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.compile(f, fullgraph=True)(x, y, w).backward()
+    assert not [c for c in caught if "smoothl1" in c.filename or "array_api_compat" in c.filename]
+    compiled_grad, x.grad = x.grad.clone(), None
+    f(x, y, w).backward()
+    torch.testing.assert_close(compiled_grad, x.grad)
