@@ -126,6 +126,25 @@ def _broadcast_sum(values: list[Any], full_shape: tuple[int, ...],
     return list(arr.reshape(-1))
 
 
+def _results(loss: list[Any], loss_shape: list[int], gx: list[Any], gy: list[Any],
+             dtype: str, torch_out: tuple[Any, Any, Any]) -> dict[str, Any]:
+    """The "expected" (exact, rounded once) and "torch" entries of a case."""
+    out, tgx, tgy = torch_out
+    return {
+        "expected": {
+            "loss_shape": loss_shape,
+            "loss": _hex(_round(loss, dtype)),
+            "grad_input": _hex(_round(gx, dtype)),
+            "grad_target": _hex(_round(gy, dtype)),
+        },
+        "torch": {
+            "loss": _hex(out.detach().double().reshape(-1).tolist()),
+            "grad_input": _hex(tgx.double().reshape(-1).tolist()),
+            "grad_target": _hex(tgy.double().reshape(-1).tolist()),
+        },
+    }
+
+
 def _hex(values: list[float]) -> list[str]:
     return [float(v).hex() for v in values]
 
@@ -177,17 +196,7 @@ def make_case(case_id: str, kind: str, param: float, reduction: str, dtype: str,
         "target_shape": list(ty.shape),
         "input": _hex(xs),
         "target": _hex(ys),
-        "expected": {
-            "loss_shape": list(loss_shape),
-            "loss": _hex(_round(loss, dtype)),
-            "grad_input": _hex(_round(gx, dtype)),
-            "grad_target": _hex(_round(gy, dtype)),
-        },
-        "torch": {
-            "loss": _hex(out.detach().double().reshape(-1).tolist()),
-            "grad_input": _hex(tgx.double().reshape(-1).tolist()),
-            "grad_target": _hex(tgy.double().reshape(-1).tolist()),
-        },
+        **_results(loss, list(loss_shape), gx, gy, dtype, (out, tgx, tgy)),
         "summed_terms": {"loss": 1 if reduction == "none" else n,
                          "grad_input": n // max(math.prod(tx.shape), 1) if n else 1,
                          "grad_target": n // max(math.prod(ty.shape), 1) if n else 1},
@@ -266,17 +275,8 @@ def make_weighted_case(case_id: str, kind: str, param: float, reduction: str, dt
         "target": _hex([float(v) for v in ty.double().reshape(-1)]),
         "axis": None if axis is None else list(axis),
         "keepdims": keepdims,
-        "expected": {
-            "loss_shape": list(np.shape(loss)),
-            "loss": _hex(_round(list(np.asarray(loss).reshape(-1)), dtype)),
-            "grad_input": _hex(_round(gx, dtype)),
-            "grad_target": _hex(_round(gy, dtype)),
-        },
-        "torch": {
-            "loss": _hex(out.detach().double().reshape(-1).tolist()),
-            "grad_input": _hex(tgx.double().reshape(-1).tolist()),
-            "grad_target": _hex(tgy.double().reshape(-1).tolist()),
-        },
+        **_results(list(np.asarray(loss).reshape(-1)), list(np.shape(loss)), gx, gy, dtype,
+                   (out, tgx, tgy)),
         "summed_terms": {"loss": 1 if reduction == "none" else count,
                          "grad_input": max(math.prod(full) // max(math.prod(tx.shape), 1), 1),
                          "grad_target": max(math.prod(full) // max(math.prod(ty.shape), 1), 1)},
