@@ -35,7 +35,7 @@ from ._validation import (
     warn_if_shapes_differ,
 )
 
-__all__ = ["Request", "backward", "evaluate", "validate", "value_and_tangent"]
+__all__ = ["Request", "backward", "evaluate", "formula_for", "validate", "value_and_tangent"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ def _round_param(param: float, bits: int) -> float:
     return math.copysign(math.inf, param) if abs(rounded) > _FLOAT32_MAX else rounded
 
 
-def _formula(req: Request, bits: int) -> _formulas.Formula:
+def formula_for(req: Request, bits: int) -> _formulas.Formula:
+    """The formula a request computes in the working precision ``bits`` (32 or 64)."""
     param = _round_param(req.param, bits)
     kind = req.kind
     if kind == "smooth_l1" and param == 0.0:
@@ -228,7 +229,7 @@ def _prepare(
     )
     out_dtype = xp.result_type(input, target)
     work_dtype, bits = _working_precision(xp, out_dtype)
-    f = _formula(req, bits)
+    f = formula_for(req, bits)
     d = _cast(xp, input, work_dtype) - _cast(xp, target, work_dtype)
     z = xp.abs(d)
     # a Python number stays one: no full-size array, and nothing to place on a device

@@ -42,13 +42,14 @@ is used instead; every other element keeps torch's bits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
 from ._namespace import Array
 
-__all__ = ["Formula", "derivative", "linear_mask", "loss"]
+__all__ = ["Formula", "clamp", "derivative", "dot_terms", "linear_mask", "loss", "slope"]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
 
@@ -139,3 +140,52 @@ def linear_mask(xp: ModuleType, f: Formula, z: Array) -> Array | None:
     if f.kind == "l1":
         return None
     return z >= f.param
+
+
+
+def clamp(xp: ModuleType, f: Formula, d: Array) -> Array | None:
+    """``c = clip(d, -param, param)``: the part of ``d`` in the quadratic zone; ``None`` for L1."""
+    if f.kind == "l1":
+        return None
+    return xp.clip(d, -f.param, f.param)
+
+
+def slope(xp: ModuleType, f: Formula, d: Array, c: Array | None) -> Array:
+    r"""The derivative from the clamp: :math:`c/\beta` (Smooth L1), :math:`c` (Huber), sign (L1).
+
+    Bit for bit :func:`derivative`: inside the quadratic zone ``c`` is ``d``;
+    outside, ``c = ±param`` and ``param / param`` is exactly 1.  NaN stays NaN.
+    """
+    if c is None:
+        return xp.sign(d)
+    if f.kind == "huber" or f.param == 1.0:
+        return c
+    if f.param == math.inf:  # d = ±inf is in the linear zone (slope ±1), not inf/inf
+        z = xp.abs(d)
+        return derivative(xp, f, d, z, linear_mask(xp, f, z))
+    return c / f.param
+
+
+def dot_terms(xp: ModuleType, f: Formula, d: Array, c: Array | None,
+              s: Array) -> tuple[Array, Array | None]:
+    r"""Two dot products whose combination is the sum of the losses of a 1-D block.
+
+    With the clamp :math:`c = \operatorname{clip}(d, -p, p)` and the slope
+    :math:`s = \ell'(d)` (:func:`slope`), every loss here is
+
+    .. math::
+
+        \ell(d) = s\,\bigl(d - \tfrac12 c\bigr), \qquad
+        \sum \ell = s \cdot d - \tfrac12\, s \cdot c
+
+    (quadratic zone: :math:`(d/\beta)(d/2)`; linear zone:
+    :math:`\pm 1\cdot(d \mp \beta/2) = |d| - \beta/2`; L1: :math:`c = 0`).
+    Returns :math:`(s \cdot d,\ s \cdot c)`, the second ``None`` for L1; the
+    caller accumulates them in float64 and combines them at the end.  Since
+    :math:`0 \le s c \le s d` elementwise, the subtraction loses at most one
+    bit.  For Smooth L1, :math:`|s| \le 1`, so neither product overflows or
+    underflows where the loss itself does not: the sum is the exact one also
+    where torch's :math:`\tfrac12 z^2` is not.  (The products may differ from
+    :func:`loss` in the last bit, so this form serves reductions only.)
+    """
+    return xp.vecdot(s, d), None if c is None else xp.vecdot(s, c)

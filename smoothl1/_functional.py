@@ -2,8 +2,9 @@ r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at
 
 from __future__ import annotations
 
+from . import _streaming
 from ._adapters import autodiff_adapter
-from ._core import Request, evaluate
+from ._core import Request, evaluate, validate
 from ._namespace import Array
 from ._validation import (
     Reduction,
@@ -37,12 +38,31 @@ def _request(
                    check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
 
 
+def _evaluate(req: Request, input: Array, target: Array, weight: object,
+              grad_output: object = None) -> tuple[Array | None, Array | None]:
+    """``(loss, grad)``: streamed in cache-sized blocks where that applies.
+
+    (:func:`smoothl1._streaming.applies` only accepts arguments that validation
+    would accept unchanged: two NumPy arrays of one float dtype and one shape.)
+    """
+    if _streaming.applies(req, input, target, weight, grad_output):
+        return _streaming.evaluate(req, input, target, grad_output)
+    adapter = autodiff_adapter(input, target)
+    if adapter is not None and hasattr(adapter, "streamed"):
+        xp = validate(req, input, target, weight, grad_output)[0]
+        fast = adapter.streamed(req, input, target, weight, grad_output)
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
+        return evaluate(req, input, target, weight, grad_output, xp=xp, warn=False)
+    return evaluate(req, input, target, weight, grad_output)
+
+
 def _loss(req: Request, input: Array, target: Array, weight: object) -> Array:
     """The loss; through the framework's autodiff glue for torch and JAX arrays."""
     adapter = autodiff_adapter(input, target)
     if adapter is not None:
         return adapter.loss(req, input, target, weight)
-    return evaluate(req, input, target, weight)[0]
+    return _evaluate(req, input, target, weight)[0]
 
 
 def smooth_l1(
@@ -192,7 +212,7 @@ def smooth_l1_grad(
     """
     req = _request("smooth_l1_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return evaluate(req, input, target, weight, grad_output)[1]
+    return _evaluate(req, input, target, weight, grad_output)[1]
 
 
 def smooth_l1_value_and_grad(
@@ -217,7 +237,7 @@ def smooth_l1_value_and_grad(
     """
     req = _request("smooth_l1_value_and_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    grad=True)
-    return evaluate(req, input, target, weight)
+    return _evaluate(req, input, target, weight)
 
 
 def huber(
@@ -299,7 +319,7 @@ def huber_grad(
     """
     req = _request("huber_grad", "huber", delta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return evaluate(req, input, target, weight, grad_output)[1]
+    return _evaluate(req, input, target, weight, grad_output)[1]
 
 
 def huber_value_and_grad(
@@ -323,4 +343,4 @@ def huber_value_and_grad(
     """
     req = _request("huber_value_and_grad", "huber", delta, reduction, axis, keepdims,
                    grad=True)
-    return evaluate(req, input, target, weight)
+    return _evaluate(req, input, target, weight)

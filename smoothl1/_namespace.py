@@ -20,6 +20,7 @@ __all__ = [
     "is_array",
     "is_numpy_backed",
     "namespace_of",
+    "numpy_kernel_namespace",
     "torch_namespace",
 ]
 
@@ -107,3 +108,19 @@ def array_size(x: Array) -> int | None:
     if n is None or (isinstance(n, float) and math.isnan(n)):
         return None
     return int(n)
+
+
+def numpy_kernel_namespace() -> ModuleType:
+    """The namespace for NumPy block kernels: ``numpy`` itself from 2.1 on.
+
+    NumPy 2.1 implements the standard's functions used here (``clip`` with Python
+    bounds, ``vecdot``, ``astype``) in its main namespace, with less overhead per
+    call than the compat wrapper; older NumPy gets the wrapper.
+    """
+    import numpy as np
+
+    if np.lib.NumpyVersion(np.__version__) >= "2.1.0":
+        return np
+    import array_api_compat.numpy
+
+    return array_api_compat.numpy

@@ -95,6 +95,7 @@ def test_target_only_requires_grad():
 
 
 def test_needs_input_grad_is_honoured(monkeypatch):
+    """The general backward is asked for the input's gradient only."""
     seen = []
     real = _core.backward
 
@@ -105,9 +106,36 @@ def test_needs_input_grad_is_honoured(monkeypatch):
     from smoothl1 import _torch_autograd
 
     monkeypatch.setattr(_torch_autograd, "backward", spy)
+    monkeypatch.setattr(_torch_autograd, "streamed", lambda *args, **kwargs: None)
     x, y = _inputs()
     smoothl1.smooth_l1(x.requires_grad_(), y).backward()
     assert seen == [(True, False, False)]
+
+
+@pytest.mark.parametrize("which", ["input", "target", "both"])
+def test_streamed_backward_gives_the_gradients_asked_for(monkeypatch, which):
+    """CPU tensors take the streaming path in both directions, with torch's gradients."""
+    from smoothl1 import _streaming
+
+    calls = []
+    real = _streaming.evaluate
+
+    def spy(req, *args, **kwargs):
+        calls.append((req.value, req.grad))
+        return real(req, *args, **kwargs)
+
+    monkeypatch.setattr(_streaming, "evaluate", spy)
+    x, y = _inputs((64, 33), (64, 33))
+    xs, ys = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
+    smoothl1.smooth_l1(xs, ys, beta=0.5).backward()
+    assert calls == [(True, False), (False, True)]  # forward, then backward
+    xr, yr = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
+    F.smooth_l1_loss(xr, yr, beta=0.5).backward()
+    for ours, ref in ((xs, xr), (ys, yr)):
+        if ref.grad is None:
+            assert ours.grad is None
+        else:
+            torch.testing.assert_close(ours.grad, ref.grad, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("ours", "name", "param"), [
