@@ -7,6 +7,7 @@ from ._adapters import autodiff_adapter
 from ._core import Request, evaluate, validate
 from ._namespace import Array
 from ._validation import (
+    REDUCTIONS,
     Reduction,
     check_axis_type,
     check_beta,
@@ -28,14 +29,31 @@ __all__ = [
 Axis = int | tuple[int, ...] | None
 
 
+_REQUESTS: dict[tuple[object, ...], Request] = {}
+
+
 def _request(
     func: str, kind: str, param: object, reduction: object, axis: object, keepdims: object,
     *, value: bool = True, grad: bool = False,
 ) -> Request:
-    """Validate the static arguments of a public function."""
-    p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
-    return Request(func, kind, p, check_reduction(func, reduction),  # type: ignore[arg-type]
-                   check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
+    """Validate the static arguments of a public function.
+
+    Requests made of plain Python values are remembered: validating them again
+    would cost more than a small loss does.
+    """
+    key = (func, kind, param, reduction, axis, keepdims, value, grad)
+    plain = (type(param) in (float, int) and reduction in REDUCTIONS
+             and (axis is None or type(axis) is int) and type(keepdims) is bool)
+    req = _REQUESTS.get(key) if plain else None
+    if req is None:
+        p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
+        req = Request(func, kind, p, check_reduction(func, reduction),  # type: ignore[arg-type]
+                      check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
+        if plain:
+            if len(_REQUESTS) > 1024:
+                _REQUESTS.clear()
+            _REQUESTS[key] = req
+    return req
 
 
 def _evaluate(req: Request, input: Array, target: Array, weight: object,

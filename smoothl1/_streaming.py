@@ -139,6 +139,20 @@ def _ranges(n: int, unit: int, parts: int) -> list[tuple[int, int]]:
             for i in range(parts) if i * per * unit < n] or [(0, 0)]
 
 
+_FORMULAS: dict[tuple[Request, int], _formulas.Formula] = {}
+
+
+def _formula(req: Request, bits: int) -> _formulas.Formula:
+    """:func:`~smoothl1._core.formula_for`, remembered (rounding beta costs microseconds)."""
+    key = (req, bits)
+    f = _FORMULAS.get(key)
+    if f is None:
+        if len(_FORMULAS) > 1024:
+            _FORMULAS.clear()
+        f = _FORMULAS[key] = formula_for(req, bits)
+    return f
+
+
 def _live_blocks(f: _formulas.Formula, req: Request) -> int:
     """How many block-sized arrays one thread holds at once on this path."""
     if req.value and req.reduction == "none":
@@ -200,8 +214,10 @@ def evaluate(req: Request, input: np.ndarray, target: np.ndarray,
     """
     xp = _XP
     dtype = input.dtype
-    f = formula_for(req, 64 if dtype == np.float64 else 32)
+    f = _formula(req, 64 if dtype == np.float64 else 32)
     n = input.size
+    if n <= _ROW:
+        return _one_row(xp, f, req, input, target, grad_output)
     rows, tail = divmod(n, _ROW)
     reduced = req.reduction != "none"
     sums = req.value and reduced
@@ -273,6 +289,40 @@ def evaluate(req: Request, input: np.ndarray, target: np.ndarray,
         value = xp.reshape(xp.asarray(value), (1,) * input.ndim if req.keepdims else ())
     elif values is not None:
         value = values
+    return value, grad
+
+
+def _one_row(xp: ModuleType, f: _formulas.Formula, req: Request, input: Any, target: Any,
+             go: Any) -> tuple[Any, Any]:
+    """:func:`evaluate` for at most one row: the same numbers, with the fewest calls."""
+    n = input.size
+    value = grad = None
+    with np.errstate(all="ignore"):
+        d = input - target
+        if req.value and req.reduction == "none":
+            z = xp.abs(d)
+            value = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z))
+        if req.grad or value is None:
+            c = _formulas.clamp(xp, f, d)
+            s = _formulas.slope(xp, f, d, c)
+            if value is None and req.value:
+                def flat(a: Any) -> Any:
+                    return a if a.ndim == 1 else xp.reshape(a, (-1,))
+
+                sd, sc = _formulas.dot_terms(xp, f, flat(d), None if c is None else flat(c),
+                                             flat(s))
+                total = xp.astype(sd, xp.float64)
+                if sc is not None:  # as _Sums does for one row: s.d - s.c/2 in float64
+                    total = total - 0.5 * xp.astype(sc, xp.float64)
+                value = xp.astype(total / n if req.reduction == "mean" else total, input.dtype)
+                value = xp.reshape(xp.asarray(value), (1,) * input.ndim if req.keepdims else ())
+            if req.grad:
+                grad = s if req.reduction != "mean" or n == 1 else (1.0 / n) * s
+                if go is not None:
+                    grad = grad * go
+    if input.ndim == 0:  # NumPy gives 0-d results as scalars
+        value = None if value is None else xp.asarray(value)
+        grad = None if grad is None else xp.asarray(grad)
     return value, grad
 
 
