@@ -49,7 +49,9 @@ from typing import Literal
 
 from ._namespace import Array
 
-__all__ = ["Formula", "clamp", "derivative", "dot_terms", "linear_mask", "loss", "slope"]
+__all__ = [
+    "Formula", "clamp", "derivative", "dot_terms", "linear_mask", "loss", "loss_products", "slope",
+]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
 
@@ -102,7 +104,9 @@ def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
     # Where torch's 0.5*z*z overflows (z > c, zeroed above) or underflows to a
     # subnormal, torch's value is wrong; the reassociated form is exact there.
     lost = half_square < _TINY[f.bits]
-    quad = xp.where(lost, 0.5 * zq * (zq / p), quad)
+    # (``where`` around z/p: XLA rewrites (a/b)*c as (a*c)/b, which would bring
+    # the overflow back; a select in between stops it; the value is unchanged)
+    quad = xp.where(lost, 0.5 * zq * xp.where(linear, 0.0, zq / p), quad)
     return xp.where(linear, z - 0.5 * p, quad)
 
 
@@ -164,6 +168,30 @@ def slope(xp: ModuleType, f: Formula, d: Array, c: Array | None) -> Array:
         z = xp.abs(d)
         return derivative(xp, f, d, z, linear_mask(xp, f, z))
     return c / f.param
+
+
+def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
+    r"""The losses as products, for reductions: :math:`r\,(z - \tfrac12 \beta r)`.
+
+    With :math:`r = \min(z/\beta, 1)`, this is the factorisation of :func:`dot_terms` in terms of :math:`z = |d|` (Huber:
+    :math:`m (z - \tfrac12 m)` with :math:`m = \min(z, \delta)`; L1: :math:`z`):
+    a few cheap operations that a compiler (XLA) fuses into the reduction,
+    instead of the branch selection of :func:`loss`.  Linear zone: exactly
+    torch's :math:`z - \beta/2`; quadratic zone: within an ulp or two, and exact
+    where torch's :math:`\tfrac12 z^2` overflows or underflows, since
+    :math:`r \le 1` (:math:`z/\beta = \infty` also gives :math:`r = 1`).  No
+    quotient is multiplied by anything, so XLA's rewrite of :math:`(a/b)\,c` into
+    :math:`(a c)/b` cannot bring the overflow back.  NaN stays NaN.  The
+    elementwise ``reduction='none'`` uses :func:`loss`.
+    """
+    if f.kind == "l1":
+        return z
+    p = f.param
+    if f.kind == "huber":
+        m = xp.minimum(z, p)
+        return m * (z - 0.5 * m)
+    r = xp.minimum(z if p == 1.0 else z / p, 1.0)
+    return r * (z - 0.5 * (r if p == 1.0 else r * p))
 
 
 def dot_terms(xp: ModuleType, f: Formula, d: Array, c: Array | None,

@@ -62,13 +62,15 @@ def _evaluate(req: Request, input: Array, target: Array, weight: object,
 
     (:func:`smoothl1._streaming.applies` only accepts arguments that validation
     would accept unchanged: two NumPy arrays of one float dtype and one shape.)
+    torch and JAX arrays go to their adapter's ``fast_evaluate`` (streaming of
+    CPU tensors; one compiled JAX kernel), which may decline with ``None``.
     """
     if _streaming.applies(req, input, target, weight, grad_output):
         return _streaming.evaluate(req, input, target, grad_output)
     adapter = autodiff_adapter(input, target)
-    if adapter is not None and hasattr(adapter, "streamed"):
+    if adapter is not None:
         xp = validate(req, input, target, weight, grad_output)[0]
-        fast = adapter.streamed(req, input, target, weight, grad_output)
+        fast = adapter.fast_evaluate(req, input, target, weight, grad_output)
         if fast is not None:
             return fast  # type: ignore[no-any-return]
         return evaluate(req, input, target, weight, grad_output, xp=xp, warn=False)

@@ -1,10 +1,16 @@
-"""JAX glue: a ``jax.custom_jvp`` whose derivative is smoothl1's analytic one.
+r"""JAX glue: a ``jax.custom_jvp`` whose derivative is smoothl1's analytic one.
 
 A custom JVP serves forward mode (``jvp``, ``jacfwd``) and, transposed by JAX,
 reverse mode (``grad``, ``jacrev``, ``value_and_grad``); its rule is made of
 differentiable ``jax.numpy`` operations, so higher derivatives (``hessian``) are
 the analytic second derivative ``(|d| < beta) / beta``.  ``beta``/``delta`` and
 ``reduction`` are static (non-differentiable) arguments.
+
+The whole loss is one ``jax.jit`` with the request static: eager calls run one
+compiled XLA kernel instead of a dozen dispatched operations, and under an outer
+``jit``/``grad``/``vmap`` it is inlined.  Reductions reduce the factorised
+products :math:`s\,(d - c/2)` (:func:`smoothl1._formulas.loss_products`), whose
+slope ``s`` the derivative shares; XLA fuses them into one loop.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ import jax.numpy as jnp
 
 from ._core import Request, evaluate, validate, value_and_tangent
 
-__all__ = ["loss"]
+__all__ = ["fast_evaluate", "loss"]
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None, req: Request) -> Any:
-    value, _ = evaluate(req, input, target, weight, xp=jnp, warn=False)
+    value, _ = evaluate(req, input, target, weight, xp=jnp, warn=False, products=True)
     return value
 
 
@@ -32,15 +38,42 @@ def _loss_jvp(
 ) -> tuple[Any, Any]:
     input, target, weight = primals
     input_t, target_t, weight_t = tangents
-    return value_and_tangent(req, input, target, weight, input_t, target_t, weight_t, xp=jnp)
+    return value_and_tangent(req, input, target, weight, input_t, target_t, weight_t, xp=jnp,
+                             products=True)
+
+
+_compiled = jax.jit(_loss, static_argnums=(3,))
+
+
+@partial(jax.jit, static_argnums=(4,))
+def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any,
+              req: Request) -> Any:
+    return evaluate(req, input, target, weight, grad_output, xp=jnp, warn=False, products=True)
+
+
+def fast_evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
+                  grad_output: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`.
+
+    Arguments must have been validated.
+    """
+    return _evaluate(  # type: ignore[no-any-return]
+        input, target, _weight(input, target, weight), grad_output, req)
+
+
+def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
+    """A weight as a float array in the working precision (or None).
+
+    JAX gives boolean and integer primals float0 tangents, and a Python number
+    is no array at all.
+    """
+    if weight is None:
+        return None
+    work = jnp.promote_types(jnp.result_type(input, target), jnp.float32)
+    return jnp.asarray(weight, dtype=work)
 
 
 def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
     """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
     validate(req, input, target, weight, xp=jnp)  # errors and warnings point at the caller
-    if weight is not None:
-        # a float weight in the working precision: JAX gives boolean and integer
-        # primals float0 tangents, and a Python number is no array at all
-        work = jnp.promote_types(jnp.result_type(input, target), jnp.float32)
-        weight = jnp.asarray(weight, dtype=work)
-    return _loss(input, target, weight, req)
+    return _compiled(input, target, _weight(input, target, weight), req)
