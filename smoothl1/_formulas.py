@@ -173,8 +173,8 @@ def slope(xp: ModuleType, f: Formula, d: Array, c: Array | None) -> Array:
 def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
     r"""The losses as products, for reductions: :math:`r\,(z - \tfrac12 \beta r)`.
 
-    With :math:`r = \min(z/\beta, 1)`, this is the factorisation of :func:`dot_terms` in terms of :math:`z = |d|` (Huber:
-    :math:`m (z - \tfrac12 m)` with :math:`m = \min(z, \delta)`; L1: :math:`z`):
+    With :math:`r = \min(z/\beta, 1)`, this is the factorisation of
+    :func:`dot_terms` in terms of :math:`z = |d|` (Huber: :math:`m (z - \tfrac12 m)` with :math:`m = \min(z, \delta)`; L1: :math:`z`):
     a few cheap operations that a compiler (XLA) fuses into the reduction,
     instead of the branch selection of :func:`loss`.  Linear zone: exactly
     torch's :math:`z - \beta/2`; quadratic zone: within an ulp or two, and exact
