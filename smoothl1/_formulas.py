@@ -174,8 +174,8 @@ def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
     r"""The losses as products, for reductions: :math:`r\,(z - \tfrac12 \beta r)`.
 
     With :math:`r = \min(z/\beta, 1)`, this is the factorisation of
-    :func:`dot_terms` in terms of :math:`z = |d|` (Huber: :math:`m (z - \tfrac12 m)` with :math:`m = \min(z, \delta)`; L1: :math:`z`):
-    a few cheap operations that a compiler (XLA) fuses into the reduction,
+    :func:`dot_terms` in terms of :math:`z = |d|` (Huber: :math:`m (z - \tfrac12 m)`
+    with :math:`m = \min(z, \delta)`; L1: :math:`z`): a few cheap operations that a compiler (XLA) fuses into the reduction,
     instead of the branch selection of :func:`loss`.  Linear zone: exactly
     torch's :math:`z - \beta/2`; quadratic zone: within an ulp or two, and exact
     where torch's :math:`\tfrac12 z^2` overflows or underflows, since
