@@ -175,8 +175,8 @@ def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
 
     With :math:`r = \min(z/\beta, 1)`, this is the factorisation of
     :func:`dot_terms` in terms of :math:`z = |d|` (Huber: :math:`m (z - \tfrac12 m)`
-    with :math:`m = \min(z, \delta)`; L1: :math:`z`): a few cheap operations that a compiler (XLA) fuses into the reduction,
-    instead of the branch selection of :func:`loss`.  Linear zone: exactly
+    with :math:`m = \min(z, \delta)`; L1: :math:`z`): a few cheap operations that
+    a compiler (XLA) fuses into the reduction, instead of the branch selection of :func:`loss`.  Linear zone: exactly
     torch's :math:`z - \beta/2`; quadratic zone: within an ulp or two, and exact
     where torch's :math:`\tfrac12 z^2` overflows or underflows, since
     :math:`r \le 1` (:math:`z/\beta = \infty` also gives :math:`r = 1`).  No
