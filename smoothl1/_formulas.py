@@ -174,14 +174,15 @@ def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
     r"""The losses as products, for reductions: :math:`r\,(z - \tfrac12 \beta r)`.
 
     With :math:`r = \min(z/\beta, 1)`, this is the factorisation of
-    :func:`dot_terms` in terms of :math:`z = |d|` (Huber: :math:`m (z - \tfrac12 m)`
-    with :math:`m = \min(z, \delta)`; L1: :math:`z`): a few cheap operations that
-    a compiler (XLA) fuses into the reduction, instead of the branch selection of :func:`loss`.  Linear zone: exactly
+    :func:`dot_terms` in terms of :math:`z = |d|` (Huber:
+    :math:`m (z - \tfrac12 m)` with :math:`m = \min(z, \delta)`; L1: :math:`z`):
+    a few cheap operations that a compiler (XLA) fuses into the reduction,
+    instead of the branch selection of :func:`loss`.  Linear zone: exactly
     torch's :math:`z - \beta/2`; quadratic zone: within an ulp or two, and exact
     where torch's :math:`\tfrac12 z^2` overflows or underflows, since
     :math:`r \le 1` (:math:`z/\beta = \infty` also gives :math:`r = 1`).  No
-    quotient is multiplied by anything, so XLA's rewrite of :math:`(a/b)\,c` into
-    :math:`(a c)/b` cannot bring the overflow back.  NaN stays NaN.  The
+    quotient is multiplied by anything, so XLA's rewrite of :math:`(a/b)\,c`
+    into :math:`(a c)/b` cannot bring the overflow back.  NaN stays NaN.  The
     elementwise ``reduction='none'`` uses :func:`loss`.
     """
     if f.kind == "l1":
