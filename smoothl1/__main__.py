@@ -16,18 +16,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1_000_000, help="number of elements")
     parser.add_argument("--beta", type=float, default=1.0, help="Smooth L1 beta")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per backend")
-    sub = parser.add_subparsers(dest="command", metavar="{check}")
+    sub = parser.add_subparsers(dest="command", metavar="{check,bench}")
     check = sub.add_parser(
         "check", help="run the conformance cases on every installed array library",
         description="Run smoothl1's reference cases (torch 2.13 and exact arithmetic) on "
         "every installed array library; exit status 1 if any case fails.",
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    bench = sub.add_parser(
+        "bench", help="time smoothl1 against torch, optax, a plain array-API formula and "
+        "the memory floors",
+        description="Benchmark suite: every contender is checked against float64 math, then "
+        "timed round-robin in this process; writes results.md, results.json and "
+        "throughput.png. Trust the ratios, not the absolute times.",
+    )
+    bench.add_argument("--sizes", default="10:24:2",
+                       help="log2 of N: 'lo:hi[:step]' or a comma list (default 10:24:2)")
+    bench.add_argument("--dtypes", default="float32,float64")
+    bench.add_argument("--ops", default=",".join(("mean", "sum", "none", "grad",
+                                                   "value_and_grad")))
+    bench.add_argument("--repeats", type=int, default=7, help="round-robin samples")
+    bench.add_argument("--accuracy", type=int, default=26, metavar="LOG2N",
+                       help="check the float32 mean at N = 2**LOG2N (0: skip; default 26)")
+    bench.add_argument("--out", default="benchmark-results", help="results folder")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny sizes, one dtype, three samples: a smoke test (CI)")
     args = parser.parse_args(argv)
     if args.command == "check":
         from ._check import main as check_main
 
         return check_main(args.json)
+    if args.command == "bench":
+        return _bench(args)
     if args.n < 1 or args.repeats < 1:
         parser.error("-n and --repeats must be positive")
 
@@ -38,6 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     print("errors are against the float64 textbook formula; times include waiting for the "
           "result\n")
     print(format_table(run_demo(args.n, args.beta, args.repeats)))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import _benchmark as b
+
+    cfg = b.Config(log2_sizes=b.sizes(args.sizes), dtypes=tuple(args.dtypes.split(",")),
+                   ops=tuple(args.ops.split(",")), repeats=args.repeats,
+                   accuracy_log2=args.accuracy or None)
+    if args.quick:
+        cfg.log2_sizes, cfg.dtypes, cfg.repeats, cfg.accuracy_log2 = (8, 12), ("float32",), 3, 16
+    unknown = set(cfg.ops) - set(b.OPS)
+    if unknown:
+        print(f"unknown --ops {sorted(unknown)}; choose from {', '.join(b.OPS)}")
+        return 2
+    report = b.run(cfg)
+    print("\ntargets of the performance issue (time ratios at the largest N):")
+    for line in b.iter_lines(report):
+        print(line)
+    for path in b.write_outputs(report, Path(args.out)):
+        print(f"wrote {path}")
     return 0
 
 
