@@ -154,11 +154,13 @@ def smooth_l1(
 
     Notes
     -----
-    float32 and float64 results are bit-identical to torch's CPU kernel except
-    where torch's intermediate :math:`0.5 z^2` overflows or underflows: there the
-    exact value is returned.  float16 and bfloat16 are computed in float32 and
-    rounded once; reductions accumulate in float32 at least.  Empty input gives
-    NaN for ``'mean'`` and 0 for ``'sum'``.
+    float32 and float64 elementwise results are bit-identical to torch's CPU
+    kernel except where torch's intermediate :math:`0.5 z^2` overflows or
+    underflows: there the exact value is returned.  Reductions are within a few
+    ulps of torch's (summed in another order: in float64 blocks on NumPy and CPU
+    torch tensors).  float16 and bfloat16 are computed in float32 and rounded
+    once; reductions accumulate in float32 at least.  Empty input gives NaN for
+    ``'mean'`` and 0 for ``'sum'``.
 
     Examples
     --------
