@@ -104,9 +104,9 @@ def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
     # Where torch's 0.5*z*z overflows (z > c, zeroed above) or underflows to a
     # subnormal, torch's value is wrong; the reassociated form is exact there.
     lost = half_square < _TINY[f.bits]
-    # (``where`` around z/p: XLA rewrites (a/b)*c as (a*c)/b, which would bring
-    # the overflow back; a select in between stops it; the value is unchanged)
-    quad = xp.where(lost, 0.5 * zq * xp.where(linear, 0.0, zq / p), quad)
+    # (``abs`` around z/p, which is >= 0 anyway: XLA rewrites (a/b)*c as (a*c)/b,
+    # which would bring the overflow back; an operation in between stops it)
+    quad = xp.where(lost, 0.5 * zq * xp.abs(zq / p), quad)
     return xp.where(linear, z - 0.5 * p, quad)
 
 
