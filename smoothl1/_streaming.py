@@ -4,24 +4,25 @@ An eager library evaluates an expression one operation at a time, and each
 operation reads and writes a full-size temporary: the plain formula over two
 float32 arrays of 2**24 elements moves about 25 times the 128 MiB that the inputs
 occupy, and allocates five 64 MiB temporaries.  This module runs the *same*
-array-API formulas (:mod:`smoothl1._formulas`) on blocks of 64 KiB per operand,
-so that every temporary stays in the core's cache and a reduced loss allocates
-nothing of the input's size:
+array-API formulas (:mod:`smoothl1._formulas`) on blocks of whole rows of
+:data:`_ROW` elements, so that every temporary stays in a core's cache and a
+reduced loss allocates nothing of the input's size:
 
-- ``'mean'``/``'sum'``: per block ``vecdot(slope, rest)``
-  (:func:`~smoothl1._formulas.slope_and_rest`), accumulated in float64;
+- ``'mean'``/``'sum'``: per row the dot products of
+  :func:`~smoothl1._formulas.dot_terms`, added up in float64 in a fixed order
+  (:class:`_Sums`), so that the value does not depend on blocks or threads;
 - the gradient: the slope of the same block (times ``1/N`` and the cotangent),
   written into the output, so ``value_and_grad`` reads the inputs once;
 - ``'none'``: :func:`~smoothl1._formulas.loss` per block (torch's bits).
 
-Large arrays are split into one contiguous range per core, run on a thread pool
-(NumPy releases the GIL inside its loops).
+Large arrays are split into one range of whole row groups per core and run on
+a thread pool (NumPy releases the GIL inside its loops).
 
-It applies to C-contiguous NumPy arrays of one float32/float64 dtype and one
-shape, unweighted, reduced over all axes (or not at all).  torch CPU tensors
-reach it through zero-copy DLPack views (:mod:`smoothl1._torch_autograd`).
-Anything else (other libraries, broadcasting, weights, per-axis reductions)
-returns ``None`` from :func:`evaluate`, and the caller uses the general path of
+:func:`applies` says whether the arguments qualify: C-contiguous NumPy arrays
+of one float32/float64 dtype and one shape, unweighted, reduced over all axes
+(or not at all).  torch CPU tensors reach it through zero-copy DLPack views
+(:mod:`smoothl1._torch_autograd`).  Anything else (other libraries,
+broadcasting, weights, per-axis reductions) takes the general path of
 :mod:`smoothl1._core`.  The kernel namespace is NumPy's own (``numpy>=2.1``
 implements the standard in its main namespace, with less per-call overhead than
 the compat wrapper); results are NumPy arrays.
@@ -44,8 +45,8 @@ from ._namespace import numpy_kernel_namespace
 
 __all__ = ["BLOCK_BYTES", "MEMORY_BUDGET", "PARALLEL_MIN", "applies", "evaluate", "set_threads"]
 
-#: Bytes of each operand per block: a block's handful of temporaries stay in a
-#: core's L2 cache, and all threads together hold well under 1 MiB.
+#: Bytes of each operand per block in the caller's thread: a block's handful of
+#: temporaries stay in a core's L2 cache.
 BLOCK_BYTES = 1 << 16
 #: Bytes that all worker threads' block-sized temporaries together may hold
 #: (the rest of 1 MiB is left for small objects).
