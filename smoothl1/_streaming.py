@@ -42,6 +42,7 @@ import numpy as np
 from . import _formulas
 from ._core import Request, formula_for
 from ._namespace import numpy_kernel_namespace
+from ._validation import check_axis
 
 __all__ = ["BLOCK_BYTES", "MEMORY_BUDGET", "PARALLEL_MIN", "applies", "evaluate", "set_threads"]
 
@@ -115,18 +116,17 @@ def applies(req: Request, input: Any, target: Any, weight: object,
         return False
     if not (bool(input.flags.c_contiguous) and _is_plain(target, dtype, shape)):
         return False
-    if req.axis is not None and (req.reduction == "none"
-                                 or sorted(_axes(req.axis, len(shape))) != list(range(len(shape)))):
-        return False
+    if req.axis is not None:
+        try:
+            axes = check_axis(req.func, req.reduction, req.axis, len(shape))
+        except ValueError:  # the general path reports it
+            return False
+        if axes != tuple(range(len(shape))):
+            return False
     if grad_output is None or isinstance(grad_output, (int, float)):
         return True
     go_shape = shape if req.reduction == "none" else ()
     return _is_plain(grad_output, dtype, go_shape)
-
-
-def _axes(axis: int | tuple[int, ...], ndim: int) -> list[int]:
-    axes = (axis,) if isinstance(axis, int) else axis
-    return [a % ndim if -ndim <= a < ndim else -1 for a in axes]
 
 
 def _ranges(n: int, unit: int, parts: int) -> list[tuple[int, int]]:

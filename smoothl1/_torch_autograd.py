@@ -27,7 +27,7 @@ from . import _streaming
 from ._core import Request, backward, evaluate, validate, value_and_tangent
 from ._namespace import torch_namespace
 
-__all__ = ["fast_evaluate", "loss", "streamed"]
+__all__ = ["fast_evaluate", "loss"]
 
 _XP = torch_namespace()
 
@@ -44,8 +44,8 @@ def _numpy_view(t: object) -> Any:
         return None
 
 
-def streamed(req: Request, input: Any, target: Any, weight: object,
-             grad_output: object = None) -> tuple[Any, Any] | None:
+def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
+                  grad_output: object = None) -> tuple[Any, Any] | None:
     """``(loss, grad)`` of CPU tensors through :mod:`smoothl1._streaming`, or ``None``.
 
     ``None`` when the streaming path does not apply; the caller then uses the
@@ -75,7 +75,7 @@ class _Loss(torch.autograd.Function):
     def forward(
         input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, req: Request,
     ) -> Any:
-        fast = streamed(req, input, target, weight)
+        fast = fast_evaluate(req, input, target, weight)
         if fast is not None:
             return fast[0]
         value, _ = evaluate(req, input, target, weight, xp=_XP, warn=False)
@@ -93,7 +93,7 @@ class _Loss(torch.autograd.Function):
         need = ctx.needs_input_grad
         if not torch.is_grad_enabled() and not need[2]:  # no double backward to support
             req = dataclasses.replace(ctx.req, value=False, grad=True)
-            fast = streamed(req, input, target, weight, grad_output)
+            fast = fast_evaluate(req, input, target, weight, grad_output)
             if fast is not None:
                 g = fast[1]
                 g_tg = (torch.neg(g) if need[0] else g.neg_()) if need[1] else None
@@ -119,12 +119,6 @@ class _LossWithJvp(_Loss):
         _, out = value_and_tangent(ctx.req, input, target, weight, input_t, target_t,
                                    weight_t, xp=_XP)
         return out
-
-
-def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
-                  grad_output: object = None) -> tuple[Any, Any] | None:
-    """:func:`streamed` under the name the public functions look for."""
-    return streamed(req, input, target, weight, grad_output)
 
 
 def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -> Any:

@@ -106,7 +106,7 @@ def test_needs_input_grad_is_honoured(monkeypatch):
     from smoothl1 import _torch_autograd
 
     monkeypatch.setattr(_torch_autograd, "backward", spy)
-    monkeypatch.setattr(_torch_autograd, "streamed", lambda *args, **kwargs: None)
+    monkeypatch.setattr(_torch_autograd, "fast_evaluate", lambda *args, **kwargs: None)
     x, y = _inputs()
     smoothl1.smooth_l1(x.requires_grad_(), y).backward()
     assert seen == [(True, False, False)]
