@@ -44,7 +44,9 @@ from ._core import Request, formula_for
 from ._namespace import numpy_kernel_namespace
 from ._validation import check_axis
 
-__all__ = ["BLOCK_BYTES", "MEMORY_BUDGET", "PARALLEL_MIN", "applies", "evaluate", "set_threads"]
+__all__ = [
+    "BLOCK_BYTES", "MEMORY_BUDGET", "PARALLEL_MIN", "applies", "evaluate", "set_threads", "stream",
+]
 
 #: Bytes of each operand per block in the caller's thread: a block's handful of
 #: temporaries stay in a core's L2 cache.
@@ -210,19 +212,43 @@ def evaluate(req: Request, input: np.ndarray, target: np.ndarray,
     """``(loss, grad)`` as :func:`smoothl1._core.evaluate` gives them, streamed.
 
     The caller has checked :func:`applies`, which accepts only arguments that
-    validation accepts unchanged.  The arrays are viewed as rows of
-    :data:`_ROW` elements (plus a shorter tail), and blocks are whole rows.
+    validation accepts unchanged.
+    """
+    n = input.size
+    norm = 1.0 / n if req.reduction == "mean" and n > 1 else 1.0
+    value, grad = stream(req, input, target, grad_output, norm=norm)
+    if req.value and req.reduction != "none":
+        with np.errstate(all="ignore"):
+            value = _XP.astype(value / n if req.reduction == "mean" else value, input.dtype)
+        value = _XP.reshape(_XP.asarray(value), (1,) * input.ndim if req.keepdims else ())
+    elif input.ndim == 0 and value is not None:  # NumPy gives 0-d results as scalars
+        value = _XP.asarray(value)
+    if input.ndim == 0 and grad is not None:
+        grad = _XP.asarray(grad)
+    return value, grad
+
+
+def stream(req: Request, input: np.ndarray, target: np.ndarray, grad_output: object = None,
+           *, norm: float = 1.0, threads: int | None = None) -> tuple[Any, Any]:
+    """The streamed quantities :func:`evaluate` and other executors build results from.
+
+    Returns ``(loss, grad)``: for ``'mean'`` and ``'sum'`` the loss is the
+    *unnormalised* float64 total ``s.d - s.c/2`` (a 0-d array), for ``'none'`` the
+    elementwise losses; the gradient is ``norm * slope * grad_output`` in
+    torch's order.  ``threads`` overrides :func:`set_threads` (an executor that
+    runs blocks in parallel itself, such as dask, passes 1).  The arrays are
+    viewed as rows of :data:`_ROW` elements (plus a shorter tail), and blocks
+    are whole rows.
     """
     xp = _XP
     dtype = input.dtype
     f = _formula(req, 64 if dtype == np.float64 else 32)
     n = input.size
     if n <= _ROW:
-        return _one_row(xp, f, req, input, target, grad_output)
+        return _one_row(xp, f, req, input, target, grad_output, norm)
     rows, tail = divmod(n, _ROW)
     reduced = req.reduction != "none"
     sums = req.value and reduced
-    norm = 1.0 / n if req.reduction == "mean" and n > 1 else 1.0
     go: Any = grad_output
     values = xp.empty(input.shape, dtype=dtype) if req.value and not reduced else None
     grad = xp.empty(input.shape, dtype=dtype) if req.grad else None
@@ -278,25 +304,19 @@ def evaluate(req: Request, input: np.ndarray, target: np.ndarray,
                 block(1, slice(None), acc)
         return acc.totals() if sums else []
 
-    groups = [t for part in _run_all(run, rows, tail, dtype.itemsize, _live_blocks(f, req))
+    groups = [t for part in _run_all(run, rows, tail, dtype.itemsize, _live_blocks(f, req),
+                                     threads)
               for t in part]
-
-    value = None
     if sums:
         with np.errstate(all="ignore"):
             acc = xp.sum(xp.stack(groups), axis=0)
-            total = acc[0] - 0.5 * acc[1]  # s.d - s.c/2, in float64
-            value = xp.astype(total / n if req.reduction == "mean" else total, dtype)
-        value = xp.reshape(xp.asarray(value), (1,) * input.ndim if req.keepdims else ())
-    elif values is not None:
-        value = values
-    return value, grad
+            return acc[0] - 0.5 * acc[1], grad  # s.d - s.c/2, in float64
+    return values, grad
 
 
 def _one_row(xp: ModuleType, f: _formulas.Formula, req: Request, input: Any, target: Any,
-             go: Any) -> tuple[Any, Any]:
-    """:func:`evaluate` for at most one row: the same numbers, with the fewest calls."""
-    n = input.size
+             go: Any, norm: float) -> tuple[Any, Any]:
+    """:func:`stream` for at most one row: the same numbers, with the fewest calls."""
     value = grad = None
     with np.errstate(all="ignore"):
         d = input - target
@@ -312,23 +332,18 @@ def _one_row(xp: ModuleType, f: _formulas.Formula, req: Request, input: Any, tar
 
                 sd, sc = _formulas.dot_terms(xp, f, flat(d), None if c is None else flat(c),
                                              flat(s))
-                total = xp.astype(sd, xp.float64)
+                value = xp.astype(sd, xp.float64)
                 if sc is not None:  # as _Sums does for one row: s.d - s.c/2 in float64
-                    total = total - 0.5 * xp.astype(sc, xp.float64)
-                value = xp.astype(total / n if req.reduction == "mean" else total, input.dtype)
-                value = xp.reshape(xp.asarray(value), (1,) * input.ndim if req.keepdims else ())
+                    value = value - 0.5 * xp.astype(sc, xp.float64)
             if req.grad:
-                grad = s if req.reduction != "mean" or n == 1 else (1.0 / n) * s
+                grad = s if norm == 1.0 else norm * s
                 if go is not None:
                     grad = grad * go
-    if input.ndim == 0:  # NumPy gives 0-d results as scalars
-        value = None if value is None else xp.asarray(value)
-        grad = None if grad is None else xp.asarray(grad)
     return value, grad
 
 
 def _run_all(run: Callable[[int, int, int], list[Any]], rows: int, tail: int, itemsize: int,
-             live: int) -> list[list[Any]]:
+             live: int, threads: int | None = None) -> list[list[Any]]:
     """``run(lo, hi, step)`` over the rows: in the caller's thread, or one range per core.
 
     In the caller's thread, blocks of :data:`BLOCK_BYTES` per operand.  Pool
@@ -339,7 +354,8 @@ def _run_all(run: Callable[[int, int, int], list[Any]], rows: int, tail: int, it
     memory instead of mapping it anew.
     """
     n = rows * _ROW + tail
-    threads = _thread_count() if n >= PARALLEL_MIN else 1
+    if threads is None:
+        threads = _thread_count() if n >= PARALLEL_MIN else 1
     if threads <= 1:
         return [run(0, rows, max(1, BLOCK_BYTES // (itemsize * _ROW)))]
     step = max(1, MEMORY_BUDGET // (threads * live * itemsize * _ROW))
