@@ -13,7 +13,7 @@ from types import ModuleType
 
 from ._namespace import Array
 
-__all__ = ["autodiff_adapter"]
+__all__ = ["autodiff_adapter", "chunked_executor"]
 
 
 def autodiff_adapter(input: Array, target: Array) -> ModuleType | None:
@@ -32,4 +32,15 @@ def autodiff_adapter(input: Array, target: Array) -> ModuleType | None:
         from . import _jax_autodiff
 
         return _jax_autodiff
+    return None
+
+
+def chunked_executor(input: Array, target: Array) -> ModuleType | None:
+    """The per-chunk executor for two dask arrays (:mod:`smoothl1._dask_chunks`), else ``None``."""
+    dask_array = sys.modules.get("dask.array")
+    if (dask_array is not None and isinstance(input, dask_array.Array)
+            and isinstance(target, dask_array.Array)):
+        from . import _dask_chunks
+
+        return _dask_chunks
     return None

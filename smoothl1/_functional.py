@@ -3,7 +3,7 @@ r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at
 from __future__ import annotations
 
 from . import _streaming
-from ._adapters import autodiff_adapter
+from ._adapters import autodiff_adapter, chunked_executor
 from ._core import Request, evaluate, validate
 from ._namespace import Array
 from ._validation import (
@@ -63,11 +63,12 @@ def _evaluate(req: Request, input: Array, target: Array, weight: object,
     (:func:`smoothl1._streaming.applies` only accepts arguments that validation
     would accept unchanged: two NumPy arrays of one float dtype and one shape.)
     torch and JAX arrays go to their adapter's ``fast_evaluate`` (streaming of
-    CPU tensors; one compiled JAX kernel), which may decline with ``None``.
+    CPU tensors; one compiled JAX kernel), dask arrays to one streaming task per
+    chunk (:mod:`smoothl1._dask_chunks`); each may decline with ``None``.
     """
     if _streaming.applies(req, input, target, weight, grad_output):
         return _streaming.evaluate(req, input, target, grad_output)
-    adapter = autodiff_adapter(input, target)
+    adapter = autodiff_adapter(input, target) or chunked_executor(input, target)
     if adapter is not None:
         xp = validate(req, input, target, weight, grad_output)[0]
         fast = adapter.fast_evaluate(req, input, target, weight, grad_output)
