@@ -82,8 +82,8 @@ def _applies(req: Request, input: Any, target: Any, weight: object,
 def _chunk(x: np.ndarray, y: np.ndarray, norm: Any = None, *, req: Request,
            go: float | None, count: bool) -> tuple[Any, ...]:
     """One task: ``(total or losses or None, grad or None, element count)`` of a chunk."""
-    x = np.ascontiguousarray(x)
-    y = np.ascontiguousarray(y)
+    x = np.asarray(x, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
+    y = np.asarray(y, order="C")
     if x.size == 0:  # a chunk emptied by masking
         zero = np.zeros((), np.float64) if req.reduction != "none" else np.empty_like(x)
         return (zero if req.value else None, np.empty_like(x) if req.grad else None, 0)
