@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1_000_000, help="number of elements")
     parser.add_argument("--beta", type=float, default=1.0, help="Smooth L1 beta")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per backend")
+    parser.add_argument("--figure", default="smoothl1-loss-and-gradient.png",
+                        help="where the demo writes the loss/gradient figure (needs matplotlib; "
+                        "'' for none)")
     sub = parser.add_subparsers(dest="command", metavar="{check,bench}")
     check = sub.add_parser(
         "check", help="run the conformance cases on every installed array library",
@@ -58,7 +61,28 @@ def main(argv: list[str] | None = None) -> int:
     print("errors are against the float64 textbook formula; times include waiting for the "
           "result\n")
     print(format_table(run_demo(args.n, args.beta, args.repeats)))
+    if args.figure:
+        _figure(args.figure, args.beta)
     return 0
+
+
+def _figure(path: str, beta: float) -> None:
+    """Write the loss/gradient figure and say where (or why not)."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("matplotlib") is None:
+        print("\n(no figure: matplotlib is not installed; pip install matplotlib)")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, never a window
+    from ._figures import save_loss_and_gradient_figure
+
+    betas = sorted({0.5, 1.0, 2.0, beta} - {0.0})
+    written = save_loss_and_gradient_figure(path, betas=betas)
+    print(f"\nwrote the loss and gradient figure (Smooth L1 for beta = "
+          f"{', '.join(f'{b:g}' for b in betas)}, L1, MSE/2, Huber): {Path(written).resolve()}")
 
 
 def _bench(args: argparse.Namespace) -> int:
