@@ -82,7 +82,8 @@ def _figure(path: str, beta: float) -> None:
     betas = sorted({0.5, 1.0, 2.0, beta} - {0.0})
     written = save_loss_and_gradient_figure(path, betas=betas)
     print(f"\nwrote the loss and gradient figure (Smooth L1 for beta = "
-          f"{', '.join(f'{b:g}' for b in betas)}, L1, MSE/2, Huber): {Path(written).resolve()}")
+          f"{', '.join(f'{b:g}' for b in betas)}; L1, MSE/2, Huber with delta = 2): "
+          f"{Path(written).resolve()}")
 
 
 def _bench(args: argparse.Namespace) -> int:

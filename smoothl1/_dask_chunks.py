@@ -21,7 +21,8 @@ two input chunks, at most one output chunk and a few hundred KiB more:
 Unknown chunk sizes (after boolean masking) are counted lazily by dask.
 :func:`fast_evaluate` declines (returns ``None``) whatever it does not handle —
 weights, broadcasting, per-axis reductions, cotangents that are arrays,
-dtypes other than float32/float64 — and those take the general path.
+dtypes other than float32/float64, chunks that are not plain NumPy arrays
+(CuPy, masked) — and those take the general path.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _applies(req: Request, input: Any, target: Any, weight: object,
         return False
     if input.dtype not in _DTYPES or target.dtype != input.dtype or input.ndim != target.ndim:
         return False
+    if not (type(input._meta) is np.ndarray and type(target._meta) is np.ndarray):
+        return False  # CuPy or masked chunks: never move them to the host or drop masks
     known = not any(math.isnan(n) for n in input.shape + target.shape)
     if known and input.shape != target.shape:
         return False  # broadcasting: the general path
