@@ -83,19 +83,15 @@ def _applies(req: Request, input: Any, target: Any, weight: object,
 
 
 def _chunk(x: np.ndarray, y: np.ndarray, norm: Any = None, *, req: Request,
-           go: float | None, count: bool) -> tuple[Any, ...]:
-    """One task: ``(total or losses or None, grad or None, element count)`` of a chunk."""
+           go: float | None) -> tuple[Any, Any]:
+    """One task: ``(total or losses or None, grad or None)`` of a chunk."""
     x = np.asarray(x, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
     y = np.asarray(y, order="C")
     if x.size == 0:  # a chunk emptied by masking
         zero = np.zeros((), np.float64) if req.reduction != "none" else np.empty_like(x)
-        return (zero if req.value else None, np.empty_like(x) if req.grad else None, 0)
+        return (zero if req.value else None, np.empty_like(x) if req.grad else None)
     scale = 1.0 if norm is None else float(norm)  # a computed NumPy scalar here
-    value, grad = _streaming.stream(req, x, y, go, norm=scale, threads=1)
-    if x.ndim == 0:  # NumPy gives 0-d results as scalars
-        value = None if value is None else np.asarray(value)
-        grad = None if grad is None else np.asarray(grad)
-    return value, grad, x.size if count else 0
+    return _streaming.stream(req, x, y, go, norm=scale, threads=1)
 
 
 def _ones(ndim: int) -> tuple[int, ...]:
@@ -106,16 +102,12 @@ def _total_block(pair: tuple[Any, ...], ndim: int) -> np.ndarray:
     return np.reshape(np.asarray(pair[0], dtype=np.float64), _ones(ndim))
 
 
-def _count_block(pair: tuple[Any, ...], ndim: int) -> np.ndarray:
-    return np.full(_ones(ndim), pair[2], dtype=np.int64)
-
-
 def _size_block(a: np.ndarray) -> np.ndarray:
     return np.full(_ones(a.ndim), a.size, dtype=np.int64)
 
 
 def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
-             grad_output: object) -> tuple[Any, Any] | None:
+                  grad_output: object) -> tuple[Any, Any] | None:
     """``(loss, grad)`` as lazy dask arrays, or ``None`` where the general path is needed.
 
     The caller has validated the arguments.
@@ -129,25 +121,25 @@ def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
     ind = tuple(range(ndim))
     args: list[Any] = [input, ind, target, ind]
     count: Any = int(n) if known else None
+    if not known and req.reduction == "mean":
+        # unknown sizes (boolean masks): the element count, counted lazily per chunk
+        sizes = da.map_blocks(_size_block, input, chunks=tuple((1,) * len(c) for c in
+                                                               input.chunks),
+                              dtype=np.int64, meta=np.empty(_ones(ndim), np.int64))
+        count = da.sum(sizes, dtype=np.int64)
+    norm: Any = 1.0
     if req.grad and req.reduction == "mean":
         if known:
-            norm: Any = 1.0 / count if count > 1 else 1.0
-        else:  # the element count, counted lazily first
-            sizes = da.map_blocks(_size_block, input, chunks=tuple((1,) * len(c) for c in
-                                                                   input.chunks),
-                                  dtype=np.int64, meta=np.empty(_ones(ndim), np.int64))
-            count = da.sum(sizes)
+            norm = 1.0 / count if count > 1 else 1.0
+        else:  # the task's third argument
             norm = 1.0 / da.maximum(count, 1)  # 1 for one element (or none)
             args += [norm, ()]
-    else:
-        norm = 1.0
     go = None if grad_output is None else float(grad_output)  # type: ignore[arg-type]
-    # a known 1/N is a constant of the task; a lazy one is the task's third argument
-    counted = count is None  # the tasks count the elements (unknown sizes)
+    # a known 1/N is a constant of the task; a lazy one is its third argument
     if isinstance(norm, float):
-        task = partial(_chunk, norm=norm, req=req, go=go, count=counted)
+        task = partial(_chunk, norm=norm, req=req, go=go)
     else:
-        task = partial(_chunk, req=req, go=go, count=counted)
+        task = partial(_chunk, req=req, go=go)
     pairs = da.blockwise(task, ind, *args, dtype=dtype, meta=np.empty((0,) * ndim, dtype),
                          token="smoothl1-chunk")
     grad = None
@@ -164,14 +156,9 @@ def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
                                meta=np.empty(_ones(ndim), np.float64), token="smoothl1-total")
         total = da.sum(totals, dtype=np.float64)
         if req.reduction == "mean":
-            if count is None:
-                counts = da.map_blocks(_count_block, pairs, ndim, chunks=per_chunk,
-                                       dtype=np.int64, meta=np.empty(_ones(ndim), np.int64),
-                                       token="smoothl1-count")
-                count = da.sum(counts, dtype=np.int64)
-            if isinstance(count, int):
+            if known:
                 total = total / count  # a float64 total over an exact count, even past 2**31
-            else:  # counted lazily; NaN if nothing is left, as torch's mean of nothing
+            else:  # NaN if nothing is left, as torch's mean of nothing
                 total = da.where(count == 0, np.nan, total / da.maximum(count, 1))
         value = total.astype(dtype)
         if req.keepdims:

@@ -221,10 +221,6 @@ def evaluate(req: Request, input: np.ndarray, target: np.ndarray,
         with np.errstate(all="ignore"):
             value = _XP.astype(value / n if req.reduction == "mean" else value, input.dtype)
         value = _XP.reshape(_XP.asarray(value), (1,) * input.ndim if req.keepdims else ())
-    elif input.ndim == 0 and value is not None:  # NumPy gives 0-d results as scalars
-        value = _XP.asarray(value)
-    if input.ndim == 0 and grad is not None:
-        grad = _XP.asarray(grad)
     return value, grad
 
 
@@ -339,6 +335,9 @@ def _one_row(xp: ModuleType, f: _formulas.Formula, req: Request, input: Any, tar
                 grad = s if norm == 1.0 else norm * s
                 if go is not None:
                     grad = grad * go
+    if input.ndim == 0:  # NumPy gives 0-d results as scalars
+        value = None if value is None else xp.asarray(value)
+        grad = None if grad is None else xp.asarray(grad)
     return value, grad
 
 
