@@ -1,22 +1,24 @@
-"""From user arguments to loss values and gradients: dtypes, broadcasting, reductions.
+"""The general path: loss values, gradients and tangents of a checked call, on any array library.
 
-The elementwise math is in :mod:`smoothl1._formulas`; this module validates the
-arguments, picks the working precision, applies the reduction and assembles
-gradients and tangents.  It is written against the array API only and never reads
-array values from Python, so it runs unchanged under ``jax.jit``, on torch's
-``meta`` device, under ``torch.compile`` and on lazy dask arrays.
+The elementwise math is in :mod:`smoothl1._formulas`; this module applies the
+working precision, the weights, the reduction and the broadcasting of a
+:class:`~smoothl1._request.Call` (checked before it gets here).  It is written
+against the array API only and never reads array values from Python, so it
+runs unchanged under ``jax.jit``, on torch's ``meta`` device, under
+``torch.compile`` and on lazy dask arrays.  The executors in
+:mod:`smoothl1._backends` are faster ways to the same numbers; whatever they
+decline comes here.
 
 Three entry points share one preparation step:
 
 - :func:`evaluate` — the loss and/or the gradient with respect to ``input``;
-- :func:`backward` — vector-Jacobian product for both arguments (reverse mode);
+- :func:`backward` — vector-Jacobian product for all three arguments (reverse mode);
 - :func:`value_and_tangent` — Jacobian-vector product (forward mode).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -24,89 +26,40 @@ from typing import Any
 import numpy as np
 
 from . import _formulas
-from ._namespace import Array, is_numpy_backed, namespace_of
-from ._validation import (
-    Reduction,
-    Shape,
-    broadcast_shapes,
-    check_axis,
-    check_real_floating,
-    shape_of,
-    warn_if_shapes_differ,
-)
+from ._namespace import Array, is_numpy_backed
+from ._request import Call, _is_scalar
+from ._validation import Shape, shape_of
 
-__all__ = ["Request", "backward", "evaluate", "formula_for", "validate", "value_and_tangent"]
-
-
-@dataclass(frozen=True)
-class Request:
-    """What a public function asks for: static (hashable) choices, validated."""
-
-    func: str  # public name, for messages
-    kind: _formulas.Kind  # "smooth_l1" or "huber"
-    param: float  # validated beta or delta
-    reduction: Reduction = "mean"
-    axis: int | tuple[int, ...] | None = None  # as given; checked against the loss's ndim
-    keepdims: bool = False
-    value: bool = True  # compute the loss
-    grad: bool = False  # compute the gradient with respect to input
+__all__ = ["backward", "evaluate", "value_and_tangent"]
 
 
 @dataclass
 class _Work:
-    """Validated arguments and the quantities every result is built from."""
+    """A checked call and the quantities every result is built from."""
 
+    call: Call
     xp: ModuleType
     formula: _formulas.Formula
-    reduction: Reduction
-    axis: tuple[int, ...] | None  # normalised, sorted; None: all axes
-    keepdims: bool
     d: Array  # input - target, broadcast, in the working precision
     z: Array  # |d|
     linear: Array | None  # z >= param (torch: not z < param)
     weight: Array | float | None  # in the working precision
-    count: int | None  # loss elements per reduced value, None if unknown (lazy)
-    out_dtype: Any
-    work_dtype: Any
-    in_shape: Shape
-    tg_shape: Shape
-    loss_shape: Shape
-    kept_shape: Shape  # the reduced shape with the reduced axes kept as 1
 
+    @property
+    def reduction(self) -> str:
+        return self.call.req.reduction
 
-def _working_precision(xp: ModuleType, dtype: object) -> tuple[object, int]:
-    """float32/float64 stay; half precisions are computed in float32 and rounded once."""
-    if dtype == xp.float64:
-        return dtype, 64
-    return xp.float32, 32
+    @property
+    def axis(self) -> tuple[int, ...] | None:
+        return self.call.axis
 
+    @property
+    def keepdims(self) -> bool:
+        return self.call.req.keepdims
 
-_FLOAT32_MAX = (2.0 - 2.0**-23) * 2.0**127
-
-
-def _round_param(param: float, bits: int) -> float:
-    """Round beta/delta to the working precision, as torch's kernels cast it.
-
-    Plain Python arithmetic (round half to even, subnormals, overflow to inf), so
-    that ``torch.compile`` can fold it: it refuses ``numpy.errstate``.
-    """
-    if bits == 64 or param == 0.0 or not math.isfinite(param):
-        return param
-    mantissa, exponent = math.frexp(param)  # param = mantissa * 2**exponent
-    digits = min(24, 149 + exponent)  # float32 keeps 24 bits, fewer when subnormal
-    rounded = math.ldexp(round(math.ldexp(mantissa, digits)), exponent - digits)
-    return math.copysign(math.inf, param) if abs(rounded) > _FLOAT32_MAX else rounded
-
-
-def formula_for(req: Request, bits: int) -> _formulas.Formula:
-    """The formula a request computes in the working precision ``bits`` (32 or 64)."""
-    param = _round_param(req.param, bits)
-    kind = req.kind
-    if kind == "smooth_l1" and param == 0.0:
-        # beta == 0, or a beta that is 0 in the working precision: torch's forward
-        # is then exactly L1, and so is ours; the gradient is sign(d), 0 at d == 0.
-        kind = "l1"
-    return _formulas.Formula(kind=kind, param=param, bits=bits)
+    @property
+    def count(self) -> int | None:
+        return self.call.count
 
 
 def _cast(xp: ModuleType, x: Array, dtype: object) -> Array:
@@ -143,107 +96,14 @@ def _sum_to_shape(xp: ModuleType, g: Array, shape: Shape) -> Array:
     return xp.reshape(g, shape) if lead else g
 
 
-def _check_against(
-    func: str, name: str, xp: ModuleType, value: object, shape: Shape, what: str,
-    dtypes: str | tuple[str, ...] = "real floating",
-) -> None:
-    """``value`` (an array or a number) must broadcast to ``shape`` without enlarging it."""
-    if _is_scalar(value):  # namespace_of checked that anything else is an array
-        return
-    check_real_floating(func, name, xp, value, dtypes)
-    v_shape = shape_of(value)
-    if broadcast_shapes(func, v_shape, shape, names=(name, what)) != shape:
-        raise ValueError(
-            f"{func}: {name} of shape {v_shape} does not broadcast to the {what} shape {shape}"
-        )
-
-
-def _is_scalar(value: object) -> bool:
-    """Whether ``value`` is None or a Python number.
-
-    Plain ``isinstance``: array-api-compat's ``is_array_api_obj`` is
-    ``lru_cache``d, which Dynamo warns about under ``torch.compile``.
-    """
-    return value is None or isinstance(value, (int, float))
-
-
-def _reduced_shapes(loss_shape: Shape, axis: tuple[int, ...] | None,
-                    keepdims: bool) -> tuple[Shape, Shape]:
-    """The reduced shape as returned, and with the reduced axes kept as 1."""
-    axes = range(len(loss_shape)) if axis is None else axis
-    kept = tuple(1 if i in axes else n for i, n in enumerate(loss_shape))
-    returned = kept if keepdims else tuple(n for i, n in enumerate(loss_shape) if i not in axes)
-    return returned, kept
-
-
-def validate(
-    req: Request,
-    input: Array,
-    target: Array,
-    weight: object = None,
-    grad_output: object = None,
-    *,
-    xp: ModuleType | None = None,
-    warn: bool = True,
-) -> tuple[ModuleType, Shape, Shape, Shape, tuple[int, ...] | None, Shape]:
-    """Check every argument (and warn as torch does); compute nothing.
-
-    Returns the namespace; the input, target and loss shapes; the normalised
-    axis; and the shape of the result.  Framework adapters call this before
-    entering their autodiff machinery, so that errors and warnings point at the
-    user's code.
-    """
-    if xp is None:
-        xp = namespace_of(
-            req.func, optional=("weight", "grad_output"), input=input, target=target,
-            weight=weight, grad_output=grad_output,
-        )
-    check_real_floating(req.func, "input", xp, input)
-    check_real_floating(req.func, "target", xp, target)
-    in_shape, tg_shape = shape_of(input), shape_of(target)
-    loss_shape = broadcast_shapes(req.func, in_shape, tg_shape)
-    axis = check_axis(req.func, req.reduction, req.axis, len(loss_shape))
-    _check_against(req.func, "weight", xp, weight, loss_shape, "loss",
-                   ("bool", "integral", "real floating"))
-    out_shape = loss_shape
-    if req.reduction != "none":
-        out_shape = _reduced_shapes(loss_shape, axis, req.keepdims)[0]
-    _check_against(req.func, "grad_output", xp, grad_output, out_shape, "result")
-    if warn:
-        warn_if_shapes_differ(in_shape, tg_shape)
-    return xp, in_shape, tg_shape, loss_shape, axis, out_shape
-
-
-def _prepare(
-    req: Request,
-    input: Array,
-    target: Array,
-    weight: object = None,
-    *,
-    xp: ModuleType | None = None,
-    grad_output: object = None,
-    warn: bool = True,
-) -> _Work:
-    xp, in_shape, tg_shape, loss_shape, axis, _ = validate(
-        req, input, target, weight, grad_output, xp=xp, warn=warn
-    )
-    out_dtype = xp.result_type(input, target)
-    work_dtype, bits = _working_precision(xp, out_dtype)
-    f = formula_for(req, bits)
-    d = _cast(xp, input, work_dtype) - _cast(xp, target, work_dtype)
+def _prepare(call: Call, input: Array, target: Array, weight: object = None) -> _Work:
+    xp, f = call.xp, call.formula
+    d = _cast(xp, input, call.work_dtype) - _cast(xp, target, call.work_dtype)
     z = xp.abs(d)
     # a Python number stays one: no full-size array, and nothing to place on a device
-    w = weight if weight is None or _is_scalar(weight) else _cast(xp, weight, work_dtype)
-    kept = _reduced_shapes(loss_shape, axis, True)[1]
-    reduced = [n for n, k in zip(loss_shape, kept, strict=True) if k == 1]
-    known = [n for n in reduced if n is not None]
-    count = math.prod(known) if len(known) == len(reduced) else None
-    return _Work(
-        xp=xp, formula=f, reduction=req.reduction, axis=axis, keepdims=req.keepdims,
-        d=d, z=z, linear=_formulas.linear_mask(xp, f, z), weight=w, count=count,
-        out_dtype=out_dtype, work_dtype=work_dtype, in_shape=in_shape, tg_shape=tg_shape,
-        loss_shape=loss_shape, kept_shape=kept,
-    )
+    w = weight if _is_scalar(weight) else _cast(xp, weight, call.work_dtype)
+    return _Work(call=call, xp=xp, formula=f, d=d, z=z, linear=_formulas.linear_mask(xp, f, z),
+                 weight=w)
 
 
 def _losses(w: _Work, products: bool) -> Array:
@@ -288,14 +148,17 @@ def _reduce(w: _Work, elementwise: Array, keepdims: bool | None = None) -> Array
         return _sum(w, elementwise, keep) * _safe_inverse(xp, _total_weight(w, keep))
     if w.count is None:  # lazy array of unknown size: let the library count
         return xp.mean(elementwise, axis=w.axis, keepdims=keep)
-    return _sum(w, elementwise, keep) / float(w.count)
+    return _sum(w, elementwise, keep) / float(w.count)  # torch: the sum, then / N
 
 
 def _expand(w: _Work, g: Any) -> Any:
-    """A cotangent of the reduced shape, reshaped so that it broadcasts over the loss."""
+    """A cotangent of the result's shape, reshaped so that it broadcasts over the loss."""
+    call = w.call
     if w.reduction == "none" or w.keepdims or w.axis is None or _is_scalar(g):
         return g
-    return w.xp.reshape(g, w.kept_shape)
+    if tuple(g.shape) != call.out_shape:  # a smaller cotangent that broadcasts to the result
+        g = w.xp.broadcast_to(g, call.out_shape)
+    return w.xp.reshape(g, call.kept_shape)
 
 
 def _norm(w: _Work) -> Any:
@@ -304,8 +167,8 @@ def _norm(w: _Work) -> Any:
     if w.reduction == "mean":
         if w.count is None:
             count = _sum(w, xp.ones_like(w.z, dtype=xp.int64), True)
-            return 1.0 / _cast(xp, count, w.work_dtype)
-        return 1.0 / w.count if w.count > 1 else 1.0
+            return 1.0 / _cast(xp, count, w.call.work_dtype)
+        return _formulas.mean_scale(w.count)
     if w.reduction == "weighted_mean":
         return _safe_inverse(xp, _total_weight(w, True))
     return 1.0
@@ -330,44 +193,41 @@ def _to_argument(w: _Work, g: Array, dtype: object, shape: Shape) -> Array:
 
 
 def evaluate(
-    req: Request,
+    call: Call,
     input: Array,
     target: Array,
     weight: object = None,
     grad_output: object = None,
     *,
-    xp: ModuleType | None = None,
-    warn: bool = True,
     products: bool = False,
 ) -> tuple[Array | None, Array | None]:
     """Compute the requested ``(loss, grad)``; the one not requested is ``None``.
 
     ``products``: reduce :func:`~smoothl1._formulas.loss_products` instead of
     :func:`~smoothl1._formulas.loss` (fewer operations where a compiler fuses
-    them into the reduction; adapters choose it).
+    them into the reduction; the JAX backend chooses it).
     """
-    w = _prepare(req, input, target, weight, xp=xp,
-                 grad_output=grad_output if req.grad else None, warn=warn)
+    req = call.req
+    w = _prepare(call, input, target, weight)
     xp = w.xp
     with _quiet(xp):
         value = None
         if req.value:
-            value = _as_array(xp, _cast(xp, _reduce(w, _losses(w, products)), w.out_dtype))
+            value = _as_array(xp, _cast(xp, _reduce(w, _losses(w, products)), call.out_dtype))
         grad = None
         if req.grad:
-            grad = _to_argument(w, _slope(w, grad_output), input.dtype, w.in_shape)
+            grad = _to_argument(w, _slope(w, grad_output), input.dtype, call.in_shape)
     return value, grad
 
 
 def backward(
-    req: Request,
+    call: Call,
     input: Array,
     target: Array,
     weight: Array | None,
     grad_output: Array,
     *,
     need: tuple[bool, bool, bool] = (True, True, False),
-    xp: ModuleType | None = None,
 ) -> tuple[Array | None, Array | None, Array | None]:
     """Gradients of the result with respect to ``input``, ``target`` and ``weight`` (a VJP).
 
@@ -375,14 +235,14 @@ def backward(
     """
     if not any(need):
         return None, None, None
-    w = _prepare(req, input, target, weight, xp=xp, warn=False)
+    w = _prepare(call, input, target, weight)
     xp = w.xp
     g_in = g_tg = g_w = None
     with _quiet(xp):
         if need[0] or need[1]:
             g = _slope(w, grad_output)
-            g_in = _to_argument(w, g, input.dtype, w.in_shape) if need[0] else None
-            g_tg = _to_argument(w, -g, target.dtype, w.tg_shape) if need[1] else None
+            g_in = _to_argument(w, g, input.dtype, call.in_shape) if need[0] else None
+            g_tg = _to_argument(w, -g, target.dtype, call.tg_shape) if need[1] else None
         if need[2] and weight is not None:
             elementwise = _formulas.loss(xp, w.formula, w.z, w.linear)
             if w.reduction == "weighted_mean":  # d(S/W)/dw_i = (loss_i - S/W) / W
@@ -393,8 +253,22 @@ def backward(
     return g_in, g_tg, g_w
 
 
+def _weight_tangent_term(w: _Work, elementwise: Array, value: Array, tw: Array) -> Array:
+    """How the result moves with the weights (a JVP term).
+
+    ``sum(l * tw) * norm``, or for weighted_mean ``(sum(l * tw) - value * sum(tw)) / sum(w)``.
+    """
+    xp = w.xp
+    if w.reduction != "weighted_mean":
+        plain = _Work(**{**w.__dict__, "weight": None})
+        return _reduce(plain, elementwise * tw)
+    moved = _sum(w, elementwise * tw, w.keepdims)
+    shift = value * _sum(w, xp.ones_like(w.z) * tw, w.keepdims)
+    return (moved - shift) * _safe_inverse(xp, _total_weight(w, w.keepdims))
+
+
 def value_and_tangent(
-    req: Request,
+    call: Call,
     input: Array,
     target: Array,
     weight: Array | None,
@@ -402,7 +276,6 @@ def value_and_tangent(
     target_tangent: Array | None,
     weight_tangent: Array | None = None,
     *,
-    xp: ModuleType | None = None,
     products: bool = False,
 ) -> tuple[Array, Array]:
     """The result and its directional derivative along the tangents (a JVP).
@@ -410,38 +283,33 @@ def value_and_tangent(
     A ``None`` tangent counts as zero.  Both results have the result's shape and
     dtype.  ``products`` as for :func:`evaluate`.
     """
-    w = _prepare(req, input, target, weight, xp=xp, warn=False)
-    xp = w.xp
+    w = _prepare(call, input, target, weight)
+    xp, work = w.xp, call.work_dtype
     with _quiet(xp):
         elementwise = _losses(w, products)
         value = _reduce(w, elementwise)
         if input_tangent is None and target_tangent is None:
             dd = xp.zeros_like(w.d)
         elif target_tangent is None:
-            dd = _cast(xp, input_tangent, w.work_dtype)
+            dd = _cast(xp, input_tangent, work)
         elif input_tangent is None:
-            dd = -_cast(xp, target_tangent, w.work_dtype)
+            dd = -_cast(xp, target_tangent, work)
         else:
-            dd = _cast(xp, input_tangent, w.work_dtype) - _cast(xp, target_tangent, w.work_dtype)
+            dd = _cast(xp, input_tangent, work) - _cast(xp, target_tangent, work)
         d, z, linear = w.d, w.z, w.linear
         if products:
             # d again, as -(target - input) (the same bits): a separate expression,
             # so that XLA recomputes it in the tangent's loop instead of storing
             # the d shared with the loss (a full-size array) for both loops
-            d = -(_cast(xp, target, w.work_dtype) - _cast(xp, input, w.work_dtype))
-            if w.in_shape != w.tg_shape:
-                d = xp.broadcast_to(d, w.loss_shape)
+            d = -(_cast(xp, target, work) - _cast(xp, input, work))
+            if call.in_shape != call.tg_shape:
+                d = xp.broadcast_to(d, call.loss_shape)
             z = xp.abs(d)
             linear = _formulas.linear_mask(xp, w.formula, z)
         slope = _formulas.derivative(xp, w.formula, d, z, linear)
         out = _reduce(w, slope * dd)
         if weight_tangent is not None and w.weight is not None:
-            tw = _cast(xp, weight_tangent, w.work_dtype)
-            plain = _Work(**{**w.__dict__, "weight": None})
-            extra = _reduce(plain, elementwise * tw) if w.reduction != "weighted_mean" else (
-                (_sum(w, elementwise * tw, w.keepdims) - value * _sum(w, xp.ones_like(w.z) * tw,
-                                                                       w.keepdims))
-                * _safe_inverse(xp, _total_weight(w, w.keepdims)))
-            out = out + extra
-        return (_as_array(xp, _cast(xp, value, w.out_dtype)),
-                _as_array(xp, _cast(xp, out, w.out_dtype)))
+            out = out + _weight_tangent_term(w, elementwise, value, _cast(xp, weight_tangent,
+                                                                          work))
+        return (_as_array(xp, _cast(xp, value, call.out_dtype)),
+                _as_array(xp, _cast(xp, out, call.out_dtype)))

@@ -50,7 +50,8 @@ from typing import Literal
 from ._namespace import Array
 
 __all__ = [
-    "Formula", "clamp", "derivative", "dot_terms", "linear_mask", "loss", "loss_products", "slope",
+    "Formula", "clamp", "derivative", "factored_loss", "formula_for", "linear_mask", "loss",
+    "loss_products", "mean_scale", "slope",
 ]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
@@ -81,10 +82,51 @@ class Formula:
     bits: int
 
 
-def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
+_FLOAT32_MAX = (2.0 - 2.0**-23) * 2.0**127
+
+
+def _round_param(param: float, bits: int) -> float:
+    """Round beta/delta to the working precision, as torch's kernels cast it.
+
+    Plain Python arithmetic (round half to even, subnormals, overflow to inf), so
+    that ``torch.compile`` can fold it: it refuses ``numpy.errstate``.
+    """
+    if bits == 64 or param == 0.0 or not math.isfinite(param):
+        return param
+    mantissa, exponent = math.frexp(param)  # param = mantissa * 2**exponent
+    digits = min(24, 149 + exponent)  # float32 keeps 24 bits, fewer when subnormal
+    rounded = math.ldexp(round(math.ldexp(mantissa, digits)), exponent - digits)
+    return math.copysign(math.inf, param) if abs(rounded) > _FLOAT32_MAX else rounded
+
+
+def formula_for(kind: Kind, param: float, bits: int) -> Formula:
+    """The formula a loss computes in the working precision ``bits`` (32 or 64).
+
+    ``param`` is rounded as torch's kernels round it; a Smooth L1 ``beta`` that is
+    0 (or becomes 0 in float32) is the L1 loss, whose derivative is sign(d), 0
+    at d == 0, exactly torch's forward and backward.
+    """
+    p = _round_param(param, bits)
+    return Formula(kind="l1" if kind == "smooth_l1" and p == 0.0 else kind, param=p, bits=bits)
+
+
+def mean_scale(count: int) -> float:
+    """The factor of a mean: ``1/N``, and 1 for ``N <= 1`` (torch's ``norm``)."""
+    return 1.0 / count if count > 1 else 1.0
+
+
+def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None, *,
+         guard: bool = True) -> Array:
     """Elementwise loss from ``z = |d|``; ``linear`` is the mask ``z >= param``.
 
+    Textbook: ``where(z < beta, 0.5 * z**2 / beta, z - 0.5 * beta)`` (Smooth L1) and
+    ``where(z < delta, 0.5 * z**2, delta * (z - 0.5 * delta))`` (Huber), in torch's
+    order of operations; then the repair of torch's overflow and underflow.
+
     NaN elements are not ``linear``; they come out of the quadratic branch as NaN.
+    ``guard=False`` skips zeroing the linear elements before they are squared:
+    the same values, but overflow there is then reported by NumPy (callers that
+    silence it anyway save an operation).
     """
     p = f.param
     if f.kind == "l1":
@@ -94,11 +136,14 @@ def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
     # NumPy-backed lazy libraries such as dask would report as warnings.
     # (Comparisons and ``where`` only: compat's minimum/maximum with a Python
     # scalar make torch.compile break the graph.)
-    zq = xp.where(linear, 0.0, z)
+    zq = xp.where(linear, 0.0, z) if guard else z
     if f.kind == "huber":
         return xp.where(linear, p * (z - 0.5 * p), 0.5 * zq * zq)
+    if p == 1.0:  # x/1 is x, and the repair below is then 0.5*z*z itself: the same bits
+        return xp.where(linear, z - 0.5, 0.5 * zq * zq)
     c = _SQRT_2HUGE[f.bits]
-    zs = zq if p <= c else xp.where(z < c, zq, 0.0)  # 0.5*zs*zs is finite
+    # 0.5*zs*zs is finite (only matters for a huge beta: below it, z < p <= c)
+    zs = zq if p <= c else xp.where(z < c, zq, 0.0)
     half_square = 0.5 * zs * zs
     quad = half_square / p  # torch's order of operations: its bits
     # Where torch's 0.5*z*z overflows (z > c, zeroed above) or underflows to a
@@ -195,26 +240,27 @@ def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
     return r * (z - 0.5 * (r if p == 1.0 else r * p))
 
 
-def dot_terms(xp: ModuleType, f: Formula, d: Array, c: Array | None,
-              s: Array) -> tuple[Array, Array | None]:
-    r"""Two dot products whose combination is the sum of the losses of a 1-D block.
+def factored_loss(xp: ModuleType, f: Formula, d: Array, c: Array | None, s: Array) -> Array:
+    r"""The losses from the clamp and the slope: :math:`s\,(d - \tfrac12 c)`, for reductions.
 
-    With the clamp :math:`c = \operatorname{clip}(d, -p, p)` and the slope
-    :math:`s = \ell'(d)` (:func:`slope`), every loss here is
+    With the clamp :math:`c = \operatorname{clip}(d, -p, p)` (:func:`clamp`) and the
+    slope :math:`s = \ell'(d)` (:func:`slope`), every loss here is
 
     .. math::
 
-        \ell(d) = s\,\bigl(d - \tfrac12 c\bigr), \qquad
-        \sum \ell = s \cdot d - \tfrac12\, s \cdot c
+        \ell(d) = s\,\bigl(d - \tfrac12 c\bigr)
 
     (quadratic zone: :math:`(d/\beta)(d/2)`; linear zone:
-    :math:`\pm 1\cdot(d \mp \beta/2) = |d| - \beta/2`; L1: :math:`c = 0`).
-    Returns :math:`(s \cdot d,\ s \cdot c)`, the second ``None`` for L1; the
-    caller accumulates them in float64 and combines them at the end.  Since
-    :math:`0 \le s c \le s d` elementwise, the subtraction loses at most one
-    bit.  For Smooth L1, :math:`|s| \le 1`, so neither product overflows or
-    underflows where the loss itself does not: the sum is the exact one also
-    where torch's :math:`\tfrac12 z^2` is not.  (The products may differ from
-    :func:`loss` in the last bit, so this form serves reductions only.)
+    :math:`\pm 1\cdot(d \mp \beta/2) = |d| - \beta/2`; Huber: :math:`c\,(d - c/2)`;
+    L1: :math:`\operatorname{sign}(d)\, d`).  Executors that have the slope anyway
+    (for a gradient) get the loss in three cheap operations instead of the branch
+    selection of :func:`loss`.  For Smooth L1, :math:`|s| \le 1`, so the product
+    neither overflows nor underflows where the loss itself does not: exact also
+    where torch's :math:`\tfrac12 z^2` is not.  The products may differ from
+    :func:`loss` in the last bit, so this form serves reductions only (summed in
+    float64 by the caller).  NaN stays NaN; ``beta = inf`` gives 0 for finite
+    ``d`` and NaN (``inf - inf``) for infinite ``d``, as torch.
     """
-    return xp.vecdot(s, d), None if c is None else xp.vecdot(s, c)
+    if c is None:
+        return s * d
+    return s * (d - 0.5 * c)

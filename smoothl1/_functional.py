@@ -2,19 +2,10 @@ r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at
 
 from __future__ import annotations
 
-from . import _streaming
-from ._adapters import autodiff_adapter, chunked_executor
-from ._core import Request, evaluate, validate
+from . import _backends
 from ._namespace import Array
-from ._validation import (
-    REDUCTIONS,
-    Reduction,
-    check_axis_type,
-    check_beta,
-    check_delta,
-    check_keepdims,
-    check_reduction,
-)
+from ._request import request
+from ._validation import Reduction
 
 __all__ = [
     "huber",
@@ -27,63 +18,6 @@ __all__ = [
 
 
 Axis = int | tuple[int, ...] | None
-
-
-_REQUESTS: dict[tuple[object, ...], Request] = {}
-
-
-def _request(
-    func: str, kind: str, param: object, reduction: object, axis: object, keepdims: object,
-    *, value: bool = True, grad: bool = False,
-) -> Request:
-    """Validate the static arguments of a public function.
-
-    Requests made of plain Python values are remembered: validating them again
-    would cost more than a small loss does.
-    """
-    key = (func, kind, param, reduction, axis, keepdims, value, grad)
-    plain = (type(param) in (float, int) and reduction in REDUCTIONS
-             and (axis is None or type(axis) is int) and type(keepdims) is bool)
-    req = _REQUESTS.get(key) if plain else None
-    if req is None:
-        p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
-        req = Request(func, kind, p, check_reduction(func, reduction),  # type: ignore[arg-type]
-                      check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
-        if plain:
-            if len(_REQUESTS) > 1024:
-                _REQUESTS.clear()
-            _REQUESTS[key] = req
-    return req
-
-
-def _evaluate(req: Request, input: Array, target: Array, weight: object,
-              grad_output: object = None) -> tuple[Array | None, Array | None]:
-    """``(loss, grad)``: streamed in cache-sized blocks where that applies.
-
-    (:func:`smoothl1._streaming.applies` only accepts arguments that validation
-    would accept unchanged: two NumPy arrays of one float dtype and one shape.)
-    torch and JAX arrays go to their adapter's ``fast_evaluate`` (streaming of
-    CPU tensors; one compiled JAX kernel), dask arrays to one streaming task per
-    chunk (:mod:`smoothl1._dask_chunks`); each may decline with ``None``.
-    """
-    if _streaming.applies(req, input, target, weight, grad_output):
-        return _streaming.evaluate(req, input, target, grad_output)
-    adapter = autodiff_adapter(input, target) or chunked_executor(input, target)
-    if adapter is not None:
-        xp = validate(req, input, target, weight, grad_output)[0]
-        fast = adapter.fast_evaluate(req, input, target, weight, grad_output)
-        if fast is not None:
-            return fast  # type: ignore[no-any-return]
-        return evaluate(req, input, target, weight, grad_output, xp=xp, warn=False)
-    return evaluate(req, input, target, weight, grad_output)
-
-
-def _loss(req: Request, input: Array, target: Array, weight: object) -> Array:
-    """The loss; through the framework's autodiff glue for torch and JAX arrays."""
-    adapter = autodiff_adapter(input, target)
-    if adapter is not None:
-        return adapter.loss(req, input, target, weight)
-    return _evaluate(req, input, target, weight)[0]
 
 
 def smooth_l1(
@@ -180,8 +114,8 @@ def smooth_l1(
     >>> smooth_l1(pred, true, weight=mask, reduction="weighted_mean", axis=-1)
     array([1.   , 0.125])
     """
-    req = _request("smooth_l1", "smooth_l1", beta, reduction, axis, keepdims)
-    return _loss(req, input, target, weight)
+    req = request("smooth_l1", "smooth_l1", beta, reduction, axis, keepdims)
+    return _backends.loss(req, input, target, weight)
 
 
 def smooth_l1_grad(
@@ -233,9 +167,9 @@ def smooth_l1_grad(
     >>> smooth_l1_grad(x, np.zeros(7), reduction="sum")
     array([-1. , -1. , -0.5,  0. ,  0.5,  1. ,  1. ])
     """
-    req = _request("smooth_l1_grad", "smooth_l1", beta, reduction, axis, keepdims,
+    req = request("smooth_l1_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return _evaluate(req, input, target, weight, grad_output)[1]
+    return _backends.evaluate(req, input, target, weight, grad_output)[1]
 
 
 def smooth_l1_value_and_grad(
@@ -258,9 +192,9 @@ def smooth_l1_value_and_grad(
     >>> loss, grad
     (array(0.8125), array([0.25, 0.5 ]))
     """
-    req = _request("smooth_l1_value_and_grad", "smooth_l1", beta, reduction, axis, keepdims,
+    req = request("smooth_l1_value_and_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    grad=True)
-    return _evaluate(req, input, target, weight)
+    return _backends.evaluate(req, input, target, weight)
 
 
 def huber(
@@ -306,8 +240,8 @@ def huber(
     >>> huber(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="none")
     array([0.125, 4.   ])
     """
-    req = _request("huber", "huber", delta, reduction, axis, keepdims)
-    return _loss(req, input, target, weight)
+    req = request("huber", "huber", delta, reduction, axis, keepdims)
+    return _backends.loss(req, input, target, weight)
 
 
 def huber_grad(
@@ -340,9 +274,9 @@ def huber_grad(
     >>> huber_grad(np.array([0.5, 3.0]), np.zeros(2), delta=2.0, reduction="sum")
     array([0.5, 2. ])
     """
-    req = _request("huber_grad", "huber", delta, reduction, axis, keepdims,
+    req = request("huber_grad", "huber", delta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return _evaluate(req, input, target, weight, grad_output)[1]
+    return _backends.evaluate(req, input, target, weight, grad_output)[1]
 
 
 def huber_value_and_grad(
@@ -364,6 +298,6 @@ def huber_value_and_grad(
     >>> huber_value_and_grad(np.array([0.5, 3.0]), np.zeros(2), reduction="sum")
     (array(2.625), array([0.5, 1. ]))
     """
-    req = _request("huber_value_and_grad", "huber", delta, reduction, axis, keepdims,
+    req = request("huber_value_and_grad", "huber", delta, reduction, axis, keepdims,
                    grad=True)
-    return _evaluate(req, input, target, weight)
+    return _backends.evaluate(req, input, target, weight)

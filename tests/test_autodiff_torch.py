@@ -103,10 +103,10 @@ def test_needs_input_grad_is_honoured(monkeypatch):
         seen.append(kwargs["need"])
         return real(*args, **kwargs)
 
-    from smoothl1 import _torch_autograd
+    from smoothl1._backends import torch as backend
 
-    monkeypatch.setattr(_torch_autograd, "backward", spy)
-    monkeypatch.setattr(_torch_autograd, "fast_evaluate", lambda *args, **kwargs: None)
+    monkeypatch.setattr(_core, "backward", spy)
+    monkeypatch.setattr(backend, "_blocks", lambda *args, **kwargs: None)
     x, y = _inputs()
     smoothl1.smooth_l1(x.requires_grad_(), y).backward()
     assert seen == [(True, False, False)]
@@ -114,21 +114,22 @@ def test_needs_input_grad_is_honoured(monkeypatch):
 
 @pytest.mark.parametrize("which", ["input", "target", "both"])
 def test_streamed_backward_gives_the_gradients_asked_for(monkeypatch, which):
-    """CPU tensors take the streaming path in both directions, with torch's gradients."""
-    from smoothl1 import _streaming
+    """CPU tensors take the NumPy blocks in both directions, with torch's gradients."""
+    from smoothl1._backends import numpy as blocks
 
     calls = []
-    real = _streaming.evaluate
+    real = blocks.run
 
-    def spy(req, *args, **kwargs):
-        calls.append((req.value, req.grad))
-        return real(req, *args, **kwargs)
+    def spy(call, *args, **kwargs):
+        calls.append((kwargs["value"], tuple(g.sign for g in kwargs["grads"])))
+        return real(call, *args, **kwargs)
 
-    monkeypatch.setattr(_streaming, "evaluate", spy)
+    monkeypatch.setattr(blocks, "run", spy)
     x, y = _inputs((64, 33), (64, 33))
     xs, ys = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
     smoothl1.smooth_l1(xs, ys, beta=0.5).backward()
-    assert calls == [(True, False), (False, True)]  # forward, then backward
+    signs = {"input": (1,), "target": (-1,), "both": (1, -1)}[which]
+    assert calls == [(True, ()), (False, signs)]  # forward, then backward
     xr, yr = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
     F.smooth_l1_loss(xr, yr, beta=0.5).backward()
     for ours, ref in ((xs, xr), (ys, yr)):

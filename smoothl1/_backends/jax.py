@@ -1,4 +1,4 @@
-r"""JAX glue: a ``jax.custom_jvp`` whose derivative is smoothl1's analytic one.
+r"""JAX: a ``jax.custom_jvp`` whose derivative is smoothl1's analytic one, in one jitted kernel.
 
 A custom JVP serves forward mode (``jvp``, ``jacfwd``) and, transposed by JAX,
 reverse mode (``grad``, ``jacrev``, ``value_and_grad``); its rule is made of
@@ -10,7 +10,9 @@ The whole loss is one ``jax.jit`` with the request static: eager calls run one
 compiled XLA kernel instead of a dozen dispatched operations, and under an outer
 ``jit``/``grad``/``vmap`` it is inlined.  Reductions reduce the factorised
 products :math:`s\,(d - c/2)` (:func:`smoothl1._formulas.loss_products`), whose
-slope ``s`` the derivative shares; XLA fuses them into one loop.
+slope ``s`` the derivative shares; XLA fuses them into one loop.  The arguments
+are checked once per eager call (where errors point at the caller); inside the
+kernel the check runs only when JAX traces it, and is then remembered.
 """
 
 from __future__ import annotations
@@ -21,14 +23,20 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ._core import Request, evaluate, validate, value_and_tangent
+from .. import _core
+from .._request import Request, validate
 
-__all__ = ["fast_evaluate", "loss"]
+__all__ = ["evaluate", "loss"]
+
+
+def _call(req: Request, input: Any, target: Any, weight: Any, grad_output: Any = None) -> Any:
+    return validate(req, input, target, weight, grad_output, xp=jnp, warn=False)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None, req: Request) -> Any:
-    value, _ = evaluate(req, input, target, weight, xp=jnp, warn=False, products=True)
+    call = _call(req, input, target, weight)
+    value, _ = _core.evaluate(call, input, target, weight, products=True)
     return value
 
 
@@ -38,8 +46,9 @@ def _loss_jvp(
 ) -> tuple[Any, Any]:
     input, target, weight = primals
     input_t, target_t, weight_t = tangents
-    return value_and_tangent(req, input, target, weight, input_t, target_t, weight_t, xp=jnp,
-                             products=True)
+    call = _call(req, input, target, weight)
+    return _core.value_and_tangent(call, input, target, weight, input_t, target_t, weight_t,
+                                   products=True)
 
 
 _compiled = jax.jit(_loss, static_argnums=(3,))
@@ -48,15 +57,14 @@ _compiled = jax.jit(_loss, static_argnums=(3,))
 @partial(jax.jit, static_argnums=(4,))
 def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any,
               req: Request) -> Any:
-    return evaluate(req, input, target, weight, grad_output, xp=jnp, warn=False, products=True)
+    call = _call(req, input, target, weight, grad_output)
+    return _core.evaluate(call, input, target, weight, grad_output, products=True)
 
 
-def fast_evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
-                  grad_output: object = None) -> tuple[Any, Any]:
-    """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`.
-
-    Arguments must have been validated.
-    """
+def evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
+             grad_output: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`."""
+    validate(req, input, target, weight, grad_output)  # errors and warnings point at the caller
     return _evaluate(  # type: ignore[no-any-return]
         input, target, _weight(input, target, weight), grad_output, req)
 
@@ -75,5 +83,5 @@ def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
 
 def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
     """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
-    validate(req, input, target, weight, xp=jnp)  # errors and warnings point at the caller
+    validate(req, input, target, weight)  # errors and warnings point at the caller
     return _compiled(input, target, _weight(input, target, weight), req)

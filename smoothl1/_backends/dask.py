@@ -1,4 +1,4 @@
-"""dask arrays: one task per chunk that streams the chunk through the formulas.
+"""dask arrays: one task per chunk that runs the chunk through the NumPy blocks.
 
 Built from dask's own graph operations (:func:`dask.array.blockwise`,
 :func:`dask.array.map_blocks`, its tree reduction), so the result is a lazy dask
@@ -8,7 +8,7 @@ The general path (:mod:`smoothl1._core` on ``array_api_compat.dask.array``)
 would also run lazily, but every array-API operation becomes a task that
 allocates a chunk-sized temporary: about a dozen per chunk for the loss.
 Here each chunk of ``input`` and ``target`` goes through
-:func:`smoothl1._streaming.stream` in cache-sized blocks, so a task holds its
+:func:`smoothl1._backends.numpy.run` in cache-sized blocks, so a task holds its
 two input chunks, at most one output chunk and a few hundred KiB more:
 
 - ``'mean'``/``'sum'``: a float64 total per chunk (``s.d - s.c/2``, see
@@ -19,7 +19,7 @@ two input chunks, at most one output chunk and a few hundred KiB more:
 - ``value_and_grad``: one task per chunk yields both, so the inputs are read once.
 
 Unknown chunk sizes (after boolean masking) are counted lazily by dask.
-:func:`fast_evaluate` declines (returns ``None``) whatever it does not handle —
+:func:`evaluate` takes the general path for whatever it does not handle —
 weights, broadcasting, per-axis reductions, cotangents that are arrays,
 dtypes other than float32/float64, chunks that are not plain NumPy arrays
 (CuPy, masked) — and those take the general path.
@@ -35,11 +35,11 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from . import _streaming
-from ._core import Request
-from ._validation import check_axis
+from .. import _core
+from .._request import Request, validate
+from . import numpy as blocks
 
-__all__ = ["fast_evaluate"]
+__all__ = ["evaluate"]
 
 _DTYPES = (np.float32, np.float64)
 
@@ -55,8 +55,8 @@ def _same_chunks(a: da.Array, b: da.Array) -> bool:
     )
 
 
-def _applies(req: Request, input: Any, target: Any, weight: object,
-             grad_output: object) -> bool:
+def _applies(req: Request, axis: tuple[int, ...] | None, input: Any, target: Any,
+             weight: object, grad_output: object) -> bool:
     if not (isinstance(input, da.Array) and isinstance(target, da.Array)):
         return False
     if weight is not None or req.reduction not in ("mean", "sum", "none"):
@@ -72,13 +72,8 @@ def _applies(req: Request, input: Any, target: Any, weight: object,
         return False  # broadcasting: the general path
     if not known and not _same_chunks(input, target):
         return False  # the general path reports what does not match
-    if req.axis is not None and req.reduction != "none":
-        try:
-            axes = check_axis(req.func, req.reduction, req.axis, input.ndim)
-        except ValueError:
-            return False
-        if axes != tuple(range(input.ndim)):
-            return False
+    if axis is not None and axis != tuple(range(input.ndim)):
+        return False
     return bool(input.size != 0)  # NaN (unknown) is not 0
 
 
@@ -91,7 +86,15 @@ def _chunk(x: np.ndarray, y: np.ndarray, norm: Any = None, *, req: Request,
         zero = np.zeros((), np.float64) if req.reduction != "none" else np.empty_like(x)
         return (zero if req.value else None, np.empty_like(x) if req.grad else None)
     scale = 1.0 if norm is None else float(norm)  # a computed NumPy scalar here
-    return _streaming.stream(req, x, y, go, norm=scale, threads=1)
+    call = validate(req, x, y, None, go, warn=False)
+    grads = (blocks.GradSpec(1, x.shape, x.dtype),) if req.grad else ()
+    found = blocks.run(call, x, y, None, go, out_dtype=x.dtype, grads=grads, threads=1,
+                       norm=scale if req.grad else None, raw=True)
+    assert found is not None
+    value, gs = found
+    if isinstance(value, blocks.Totals):
+        value = value.loss.reshape(())
+    return value, (gs[0] if gs else None)
 
 
 def _ones(ndim: int) -> tuple[int, ...]:
@@ -106,14 +109,12 @@ def _size_block(a: np.ndarray) -> np.ndarray:
     return np.full(_ones(a.ndim), a.size, dtype=np.int64)
 
 
-def fast_evaluate(req: Request, input: Any, target: Any, weight: object,
-                  grad_output: object) -> tuple[Any, Any] | None:
-    """``(loss, grad)`` as lazy dask arrays, or ``None`` where the general path is needed.
-
-    The caller has validated the arguments.
-    """
-    if not _applies(req, input, target, weight, grad_output):
-        return None
+def evaluate(req: Request, input: Any, target: Any, weight: object,
+             grad_output: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` as lazy dask arrays: per chunk where that applies, else the general path."""
+    call = validate(req, input, target, weight, grad_output)
+    if not _applies(req, call.axis, input, target, weight, grad_output):
+        return _core.evaluate(call, input, target, weight, grad_output)
     ndim, dtype = input.ndim, input.dtype
     reduced = req.reduction != "none"
     n = input.size

@@ -1,0 +1,76 @@
+"""The one router: which executor takes a call.
+
+Top to bottom, first match wins; an executor may decline (``None``), and the
+call then takes the general path of :mod:`smoothl1._core`:
+
+1. NumPy arrays: cache-sized blocks on a thread pool (:mod:`.numpy`), every call form.
+2. Two torch tensors: an ``autograd.Function`` (:mod:`.torch`); CPU tensors are
+   computed by the NumPy blocks through zero-copy views.
+3. Two JAX arrays: ``jax.custom_jvp`` and one jitted kernel per request (:mod:`.jax`).
+4. Two dask arrays: one NumPy-block task per chunk (:mod:`.dask`).
+5. Anything else (array-api-strict, CuPy, mixed libraries, ...): :mod:`smoothl1._core`.
+
+Frameworks are recognised through ``sys.modules`` only (a framework the caller
+has not imported is never imported here), with plain ``isinstance`` checks
+that ``torch.compile`` traces without warnings.  Each framework module is
+imported on first use.  The arguments are checked once, by
+:func:`smoothl1._request.validate`, on every path.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+from .. import _core
+from .._namespace import Array
+from .._request import Request, validate
+from . import numpy as _numpy
+
+__all__ = ["evaluate", "loss"]
+
+
+def _framework(input: Array, target: Array) -> ModuleType | None:
+    """The backend module for two arrays of one framework, or ``None``.
+
+    Only when *both* arrays belong to it: mixed inputs take the general path,
+    whose validation reports them clearly.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor):
+        from . import torch as backend
+        return backend
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(input, jax.Array) and isinstance(target, jax.Array):
+        from . import jax as backend  # type: ignore[no-redef]
+        return backend
+    dask_array = sys.modules.get("dask.array")
+    if (dask_array is not None and isinstance(input, dask_array.Array)
+            and isinstance(target, dask_array.Array)):
+        from . import dask as backend  # type: ignore[no-redef]
+        return backend
+    return None
+
+
+def evaluate(req: Request, input: Array, target: Array, weight: object = None,
+             grad_output: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` as ``req`` asks for them (the other is ``None``); no autodiff graph."""
+    if _numpy.accepts(input) and _numpy.accepts(target):
+        call = validate(req, input, target, weight, grad_output)
+        out = _numpy.evaluate(call, input, target, weight, grad_output)
+        return out if out is not None else _core.evaluate(call, input, target, weight,
+                                                          grad_output)
+    backend = _framework(input, target)
+    if backend is not None:
+        return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
+    call = validate(req, input, target, weight, grad_output)
+    return _core.evaluate(call, input, target, weight, grad_output)
+
+
+def loss(req: Request, input: Array, target: Array, weight: object) -> Any:
+    """The loss; differentiable by the framework's autodiff for torch and JAX arrays."""
+    backend = _framework(input, target)
+    if backend is not None and hasattr(backend, "loss"):
+        return backend.loss(req, input, target, weight)
+    return evaluate(req, input, target, weight)[0]

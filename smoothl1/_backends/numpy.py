@@ -1,0 +1,832 @@
+"""NumPy arrays in cache-sized blocks on a thread pool: every call form, in one pass over memory.
+
+An eager library evaluates an expression one operation at a time, and each
+operation reads and writes an array of the input's size: the plain formula over
+two float32 arrays of 2**24 elements moves about 25 times the 128 MiB that the
+inputs occupy and allocates several 64 MiB temporaries.  This module runs the
+*same* array-API formulas (:mod:`smoothl1._formulas`, with ``xp = numpy``) on
+blocks of the broadcast loss that fit in a core's cache, so that a reduced loss
+allocates nothing of the input's size and a gradient or ``'none'`` allocates
+only its result.  Every call form a user writes goes this way: weights of any
+broadcastable shape and dtype, broadcasting of input, target and weight, any
+``axis``/``keepdims``, every reduction, ``grad_output`` of any valid shape,
+float16 (computed in float32 per block and rounded once), mixed dtypes, and
+non-contiguous, Fortran-order, negative-stride or byte-swapped inputs (read a
+block at a time, never copied whole).  CPU torch tensors reach it through
+zero-copy views (:mod:`smoothl1._backends.torch`), and so does each chunk of a
+dask array (:mod:`smoothl1._backends.dask`).
+
+How a call is laid out (:class:`_Layout`): the loss's axes are ordered kept
+axes first, then reduced axes, each group in the order the input lies in
+memory, and neighbouring axes that every operand steps through evenly are
+merged (a C-contiguous full reduction becomes one axis).  A block is a box of
+kept outputs times a box of the reduced elements (:func:`_boxes`).
+
+How reductions are summed, so that the result depends on neither the block
+size nor the number of threads: the per-element losses
+(:func:`~smoothl1._formulas.factored_loss`, times the weight) of each reduced
+value are cut into *units* of at most :data:`ROW` elements along the reduced
+axes; each unit is added up pairwise in float64, the unit totals pairwise in
+float64 in *groups* of at most :data:`GROUP` units, and the group totals
+pairwise.  Units and groups are fixed by the shapes and the memory layout
+alone; blocks and threads only ever hold whole units and whole groups.  A
+mean is the float64 total divided by the element count, rounded once to the
+result's dtype (exact where torch's float32 sum overflows).
+
+Elementwise results (``'none'``, gradients) are torch's bits: the formulas
+evaluated in torch's order, per element.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import _formulas
+from .._request import Call
+
+__all__ = [
+    "BF16", "GROUP", "MEMORY_BUDGET", "PARALLEL_MIN", "ROW", "Totals", "accepts", "evaluate",
+    "run", "set_threads",
+]
+
+#: Bytes that all threads' block-sized temporaries together may hold.
+MEMORY_BUDGET = 960 << 10
+#: Elements from which the work is split over the cores; below it threads cost
+#: more than they save.
+PARALLEL_MIN = 1 << 18
+#: Elements per unit of a reduction (see the module docstring).
+ROW = 4096
+#: Units per group of a reduction.
+GROUP = 128
+
+_ALL = slice(None)
+_XP = np  # the formulas run on NumPy itself (``numpy>=2.1`` implements the standard)
+
+# ----------------------------------------------------------------------------- threads
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_threads: int | None = None
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def set_threads(n: int | None) -> None:
+    """Use ``n`` threads for large arrays (``None``: one per available core, at most 8)."""
+    global _threads, _pool
+    with _lock:
+        _threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
+
+
+def _thread_count() -> int:
+    return _threads if _threads is not None else min(_available_cores(), 8)
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="smoothl1")
+            _pool_size = n
+        return _pool
+
+
+# ------------------------------------------------------------------------------ dtypes
+
+
+@dataclass(frozen=True)
+class BF16:
+    """The bits of a bfloat16 array as ``uint16`` (NumPy has no bfloat16; torch glue uses it)."""
+
+    bits: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.bits.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.bits.ndim
+
+
+#: float16 -> float32 of the exponent and mantissa bits: x 2**112 re-biases the
+#: exponent (15 -> 127) and turns float16 subnormals into float32 normals, exactly.
+_F16_SCALE = np.float32(2.0**112)
+
+
+def _f16_to_f32(h: np.ndarray) -> np.ndarray:
+    """float16 -> float32, exactly as ``astype`` but about 3x faster.
+
+    NumPy's own cast is a scalar loop on many machines (2 ns per element);
+    integer operations on the bits are vectorised.  inf and NaN (exponent 31)
+    come out of the multiplication as finite numbers >= 2**16, above float16's
+    largest (65504), and get the all-ones exponent back.
+    """
+    u = h.view(np.uint16).astype(np.uint32)
+    bits = (u & 0x7FFF) << 13
+    special = bits >= (0x7C00 << 13)
+    bits |= (u & 0x8000) << 16
+    f = bits.view(np.float32)
+    f *= _F16_SCALE
+    if special.any():
+        f.view(np.uint32)[special] |= 0x7F800000
+    return f
+
+
+def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def _f32_to_bf16(f: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, rounding to nearest even, as torch converts."""
+    u = np.ascontiguousarray(f, dtype=np.float32).view(np.uint32)
+    rounded = ((u + (0x7FFF + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+    nan = np.isnan(f)
+    if nan.any():  # all NaNs as 0xFFFF, as torch's vectorised conversion gives them
+        rounded[nan] = 0xFFFF
+    return rounded
+
+
+def _loader(a: Any, work: type) -> Callable[[Any], Any]:
+    """How to read a block of an operand in the working precision."""
+    if isinstance(a, BF16):
+        return _bf16_to_f32
+    dtype = a.dtype
+    if dtype == work and dtype.isnative:
+        return lambda v: v
+    if dtype == np.float16 and work is np.float32:
+        return _f16_to_f32
+    return lambda v: v.astype(work)  # mixed dtypes, byte order, bool/int weights
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The loss's axes for one pass: ordered, merged, split into kept and reduced.
+
+    ``perm`` lists the loss axes longer than 1, kept ones first; ``groups`` says
+    which of them each merged axis holds; the first ``nkept`` merged axes are
+    kept, the rest reduced.
+    """
+
+    loss_shape: tuple[int, ...]
+    perm: tuple[int, ...]
+    groups: tuple[tuple[int, ...], ...]
+    shape: tuple[int, ...]  # the merged extents
+    nkept: int
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        return self.shape[: self.nkept]
+
+    @property
+    def reduced(self) -> tuple[int, ...]:
+        return self.shape[self.nkept:]
+
+
+def _aligned(a: np.ndarray, ndim: int, repeats_as_ones: bool = True) -> np.ndarray:
+    """``a`` with leading axes of length 1 up to ``ndim``; axes of stride 0 as length 1.
+
+    (Not for input and target, which together span the loss: a block of them
+    must have the block's full shape.)
+    """
+    if a.ndim < ndim:
+        a = a.reshape((1,) * (ndim - a.ndim) + a.shape)
+    if repeats_as_ones and 0 in a.strides:  # a broadcast view: repeated axes as length 1
+        a = a[tuple(slice(0, 1) if s == 0 and n > 1 else _ALL
+                    for n, s in zip(a.shape, a.strides, strict=True))]
+    return a
+
+
+def _layout(loss_shape: tuple[int, ...], reduced: tuple[int, ...],
+            operands: list[np.ndarray]) -> _Layout:
+    """Order and merge the axes (``operands`` aligned to the loss's ndim; the first leads)."""
+    long = [i for i, n in enumerate(loss_shape) if n != 1]
+
+    def memory_order(i: int) -> int:  # outermost first: the largest stride of a full operand
+        return -max((abs(a.strides[i]) for a in operands[:2] if a.shape[i] != 1), default=0)
+
+    kept = sorted((i for i in long if i not in reduced), key=memory_order)
+    red = sorted((i for i in long if i in reduced), key=memory_order)
+    perm = kept + red
+
+    def mergeable(p: int, q: int) -> bool:  # p outer, q inner
+        for a in operands:
+            ep, eq = a.shape[p], a.shape[q]
+            if ep == 1 and eq == 1:
+                continue
+            if ep == 1 or eq == 1 or a.strides[p] != a.strides[q] * eq:
+                return False
+        return True
+
+    groups: list[list[int]] = []
+    nkept = 0
+    for pos, axis in enumerate(perm):
+        first_reduced = pos == len(kept)
+        if groups and not first_reduced and mergeable(groups[-1][-1], axis):
+            groups[-1].append(axis)
+        else:
+            groups.append([axis])
+            if pos < len(kept):
+                nkept += 1
+    return _Layout(loss_shape, tuple(perm), tuple(tuple(g) for g in groups),
+                   tuple(math.prod(loss_shape[i] for i in g) for g in groups), nkept)
+
+
+def _in_layout(a: np.ndarray, lay: _Layout) -> np.ndarray:
+    """An aligned operand viewed in the layout's merged axes (extents 1 or full)."""
+    a = a.reshape([a.shape[i] for i in sorted(lay.perm)])  # drop the loss's length-1 axes
+    order = sorted(lay.perm)
+    a = a.transpose([order.index(i) for i in lay.perm])
+    merged, k = [], 0
+    for g in lay.groups:
+        merged.append(math.prod(a.shape[k:k + len(g)]))
+        k += len(g)
+    return a.reshape(merged)
+
+
+def _logical(a: np.ndarray, lay: _Layout, shape: tuple[int, ...]) -> np.ndarray:
+    """An array in the layout's merged axes, viewed in the loss's axis order and ``shape``."""
+    order = sorted(lay.perm)
+    a = a.reshape([lay.loss_shape[i] for i in lay.perm])
+    a = a.transpose([lay.perm.index(i) for i in order])
+    return a.reshape(shape)
+
+
+# ------------------------------------------------------------------------------- boxes
+
+Index = tuple[Any, ...]
+
+
+def _boxes(shape: tuple[int, ...], start: int, stop: int,
+           limit: int) -> Iterator[tuple[Index, int]]:
+    """Cut the C-order range ``[start, stop)`` of ``shape`` into boxes of at most ``limit``.
+
+    A box is an index of leading integers and one slice (the axes after it are
+    whole): ``(index, elements)``.  Boxes are as large as the limit and the
+    alignment of ``start`` allow; one innermost element is always allowed.
+    """
+    if not shape:
+        yield (), 1
+        return
+    suffix = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    pos = start
+    while pos < stop:
+        for j, step in enumerate(suffix):
+            if pos % step:
+                continue
+            at = (pos // step) % shape[j]
+            k = min(shape[j] - at, (stop - pos) // step, max(1, limit) // step)
+            if k >= 1:
+                break
+        else:  # unreachable: the innermost axis has step 1
+            raise AssertionError((shape, pos, stop))
+        index = (*tuple(pos // suffix[i] % shape[i] for i in range(j)), slice(at, at + k))
+        yield index, k * step
+        pos += k * step
+
+
+def _unit_sums(t: np.ndarray, nk: int, rows: int, length: int, inner: int,
+               unit: int) -> np.ndarray:
+    """Float64 totals of the units in a block, ``(nk, units)`` in unit order.
+
+    ``t`` holds ``nk`` outputs times ``rows`` rows of ``length`` steps of
+    ``inner`` elements (C order); units are ``unit`` steps long (the last of a
+    row may be shorter).  Each unit is added pairwise over its elements in C
+    order: ``reshape`` copies ``t`` into that order if it is laid out otherwise.
+    """
+    full, tail = divmod(length, unit)
+    if not tail:
+        sums: np.ndarray = np.add.reduce(t.reshape(nk, rows * full, unit * inner), axis=-1,
+                                         dtype=np.float64)
+        return sums
+    t = t.reshape(nk, rows, length, inner)
+    sums = np.empty((nk, rows, full + 1))
+    if full:
+        head = t[:, :, : full * unit].reshape(nk, rows, full, unit * inner)
+        np.add.reduce(head, axis=-1, dtype=np.float64, out=sums[:, :, :full])
+    np.add.reduce(t[:, :, full * unit:].reshape(nk, rows, tail * inner), axis=-1,
+                  dtype=np.float64, out=sums[:, :, full])
+    return sums.reshape(nk, rows * (full + 1))
+
+
+@dataclass(frozen=True)
+class _Units:
+    """How the reduced axes are cut into units and groups (shapes alone decide)."""
+
+    axis: int  # the reduced axis the units run along (index into the reduced shape)
+    prefix: tuple[int, ...]  # reduced axes before it: one unit row per index
+    length: int  # its extent
+    inner: int  # elements per step along it (the reduced axes after it)
+    unit: int  # steps per unit
+    per_row: int  # units per row
+    rows_per_group: int  # whole rows per group (when per_row <= GROUP), else 0
+
+    @property
+    def rows(self) -> int:
+        return math.prod(self.prefix)
+
+    @property
+    def groups(self) -> int:
+        if self.rows_per_group:
+            return -(-self.rows // self.rows_per_group)
+        return self.rows * -(-self.per_row // GROUP)
+
+
+def _units(reduced: tuple[int, ...]) -> _Units:
+    if math.prod(reduced) <= ROW:  # one unit: everything reduced
+        return _Units(0, (), math.prod(reduced), 1, math.prod(reduced) or 1, 1, 1)
+    t = next(i for i in range(len(reduced)) if math.prod(reduced[i + 1:]) <= ROW)
+    inner = math.prod(reduced[t + 1:])
+    unit = max(1, ROW // inner)
+    per_row = -(-reduced[t] // unit)
+    return _Units(t, reduced[:t], reduced[t], inner, unit, per_row,
+                  max(1, GROUP // per_row) if per_row <= GROUP else 0)
+
+
+def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for n in reversed(shape):
+        i, r = divmod(i, n)
+        out.append(r)
+    return tuple(reversed(out))
+
+
+def _reduced_boxes(u: _Units, group: int, limit: int) -> Iterator[tuple[Index, int, int, bool]]:
+    """The boxes of one group: ``(index over the reduced axes, rows, steps, last in group)``."""
+    row_elements = u.length * u.inner
+    if u.rows_per_group:
+        lo = group * u.rows_per_group
+        hi = min(lo + u.rows_per_group, u.rows)
+        if row_elements <= limit:  # whole rows per box
+            boxes = list(_boxes(u.prefix, lo, hi, limit // row_elements))
+            for k, (index, rows) in enumerate(boxes):
+                yield index, rows, u.length, k == len(boxes) - 1
+            return
+        spans = [(r, 0, u.per_row) for r in range(lo, hi)]
+    else:
+        chunks = -(-u.per_row // GROUP)
+        row, chunk = divmod(group, chunks)
+        spans = [(row, chunk * GROUP, min((chunk + 1) * GROUP, u.per_row))]
+    per_box = max(1, limit // (u.unit * u.inner))
+    for n, (row, first, last) in enumerate(spans):
+        prefix = _unravel(row, u.prefix)
+        for a in range(first, last, per_box):
+            b = min(a + per_box, last)
+            lo_step, hi_step = a * u.unit, min(b * u.unit, u.length)
+            yield ((*prefix, slice(lo_step, hi_step)), 1, hi_step - lo_step,
+                   n == len(spans) - 1 and b == last)
+
+
+# ------------------------------------------------------------------------------ a pass
+
+
+@dataclass
+class Totals:
+    """Float64 totals of a reduced pass, per output in the layout's kept order."""
+
+    loss: np.ndarray  # (outputs,)
+    weight: np.ndarray | None  # the summed broadcast weights (weighted_mean), or None
+
+
+class _Operand:
+    """An operand in a layout: its view, which merged axes it repeats, how to read it."""
+
+    __slots__ = ("broadcast", "load", "view")
+
+    def __init__(self, a: Any, lay: _Layout, work: type) -> None:
+        """``a``: aligned to the loss's ndim (:func:`_aligned`), or such an array's BF16 bits."""
+        self.view = _in_layout(a.bits if isinstance(a, BF16) else a, lay)
+        full = tuple(n == m for n, m in zip(self.view.shape, lay.shape, strict=True))
+        self.broadcast = None if all(full) else tuple(not f for f in full)
+        self.load = _loader(a, work)
+
+    def take(self, index: Index) -> Any:
+        if self.broadcast is None:
+            return self.load(self.view[index])
+        return self.load(self.view[tuple(
+            (0 if type(i) is int else _ALL) if b else i
+            for i, b in zip(index, self.broadcast, strict=False))])
+
+
+Scalar = float | int | None
+
+
+@dataclass
+class _Job:
+    """What one pass computes per block (built by :func:`run`)."""
+
+    formula: _formulas.Formula
+    x: _Operand
+    y: _Operand
+    weight: _Operand | Scalar
+    none_value: np.ndarray | None  # 'none': write the elementwise losses here (layout order)
+    reduce: bool  # reduce factored losses (and the weights, for weighted_mean)
+    reduce_weight: bool
+    norm: _Operand | float  # gradient factor (1/N, 1, or 1/total weight per output)
+    grad_output: _Operand | Scalar
+    grads: tuple[tuple[np.ndarray, int], ...]  # elementwise gradients: (out, sign)
+    grad_sum: bool  # reduce the gradient itself (a broadcast argument's gradient)
+
+    def block(self, index: Index) -> tuple[Any, Any]:
+        """One block: writes elementwise results, returns what is to be reduced."""
+        xp, f = _XP, self.formula
+        d = self.x.take(index) - self.y.take(index)
+        w = self.weight.take(index) if isinstance(self.weight, _Operand) else self.weight
+        if self.none_value is not None:
+            z = xp.abs(d)
+            v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
+            del z
+            _write(self.none_value, index, v if w is None else v * w)
+            del v
+        if not (self.reduce or self.grads or self.grad_sum):
+            return None, None
+        c = _formulas.clamp(xp, f, d)
+        s = _formulas.slope(xp, f, d, c)
+        total = weights = None
+        if self.reduce:
+            total = _formulas.factored_loss(xp, f, d, c, s)
+            if w is not None:
+                total = total * w
+                if self.reduce_weight:
+                    weights = np.broadcast_to(w, total.shape)
+        del d, c
+        if self.grads or self.grad_sum:  # torch's order: norm * derivative * grad_output
+            norm = self.norm.take(index) if isinstance(self.norm, _Operand) else self.norm
+            g = s if isinstance(norm, float) and norm == 1.0 else norm * s
+            del s
+            if w is not None:
+                g = g * w
+            go = self.grad_output
+            if go is not None:
+                g = g * (go.take(index) if isinstance(go, _Operand) else go)
+            for out, sign in self.grads:
+                _write(out, index, g, sign)
+            if self.grad_sum:
+                total = g
+        return total, weights
+
+
+def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int) -> Totals | None:
+    """Run ``job`` over every block of ``lay`` (on ``threads`` threads); a reduction's totals.
+
+    ``budget``: elements per block.  Outputs are independent, so any range of
+    them can go to any thread; the groups of one output are split between
+    threads only when there are too few outputs to go round.
+    """
+    kept = lay.kept
+    n_out = math.prod(kept)
+    if not (job.reduce or job.grad_sum):  # elementwise only: boxes over all the axes
+
+        def elementwise(lo: int, hi: int, *_: int) -> None:
+            with np.errstate(all="ignore"):  # inf/NaN are results here, per thread
+                for index, _n in _boxes(kept, lo, hi, budget):
+                    job.block(index)
+
+        _map(elementwise, _splits(n_out, threads), threads)
+        return None
+
+    u = _units(lay.reduced)
+    group_size = (u.rows_per_group * u.length * u.inner if u.rows_per_group
+                  else GROUP * u.unit * u.inner)
+    per_block = max(1, budget // group_size)  # outputs side by side in one block
+    if n_out >= 2 * threads or u.groups < 2 * threads:
+        parts = [(lo, hi, 0, u.groups) for lo, hi in _splits(n_out, threads, per_block)]
+    else:
+        parts = [(0, n_out, lo, hi) for lo, hi in _splits(u.groups, threads)]
+
+    def reduce(lo: int, hi: int, g_lo: int, g_hi: int) -> list[tuple[int, int, list[Any],
+                                                                         list[Any]]]:
+        """Outputs ``[lo, hi)``, groups ``[g_lo, g_hi)``: their group totals, in order."""
+        done = []
+        with np.errstate(all="ignore"):
+            for kindex, nk in _boxes(kept, lo, hi, per_block):
+                kfull = kindex + (_ALL,) * (len(kept) - len(kindex))
+                losses: list[Any] = []
+                weights: list[Any] = []
+                units: list[Any] = []
+                units_w: list[Any] = []
+                for g in range(g_lo, g_hi):
+                    for rindex, rows, length, last in _reduced_boxes(u, g, budget // nk):
+                        total, weight = job.block(kfull + rindex)
+                        units.append(_unit_sums(total, nk, rows, length, u.inner, u.unit))
+                        if weight is not None:
+                            units_w.append(_unit_sums(weight, nk, rows, length, u.inner,
+                                                      u.unit))
+                        del total, weight  # before the next block's are made
+                        if last:  # the group's total, as a column
+                            losses.append(_fold(units)[:, None])
+                            units = []
+                            if units_w:
+                                weights.append(_fold(units_w)[:, None])
+                                units_w = []
+                done.append((_position(kindex, kept), nk, losses, weights))
+        return done
+
+    found: dict[int, tuple[int, list[Any], list[Any]]] = {}
+    for done in _map(reduce, parts, threads):
+        for start, nk, losses, weights in done:
+            entry = found.setdefault(start, (nk, [], []))
+            entry[1].extend(losses)
+            entry[2].extend(weights)
+    loss = np.empty(n_out)
+    weight = np.empty(n_out) if job.reduce_weight else None
+    for start, (nk, losses, weights) in found.items():
+        loss[start:start + nk] = _fold(losses)
+        if weight is not None:
+            weight[start:start + nk] = _fold(weights)
+    return Totals(loss, weight)
+
+
+def _fold(parts: list[Any]) -> np.ndarray:
+    """Pairwise float64 sums of ``(nk, k)`` partial sums put side by side: one per output."""
+    both = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    return np.add.reduce(both, axis=1)  # type: ignore[no-any-return]
+
+
+def _position(index: Index, shape: tuple[int, ...]) -> int:
+    """The C-order position of a box's first element."""
+    pos = 0
+    for i, n in enumerate(shape):
+        at = 0
+        if i < len(index):
+            at = index[i] if type(index[i]) is int else index[i].start
+        pos = pos * n + at
+    return pos
+
+
+def _splits(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
+    """At most ``parts`` ranges covering ``range(n)``, cut at multiples of ``align``."""
+    units = -(-n // align)
+    per = max(1, -(-units // parts))
+    return [(i * per * align, min(n, (i + 1) * per * align))
+            for i in range(parts) if i * per * align < n] or [(0, 0)]
+
+
+def _map(fn: Callable[..., Any], parts: Sequence[tuple[int, ...]], threads: int) -> list[Any]:
+    """``fn(*part)`` for every part: in the caller's thread, or one part per pool thread."""
+    if threads <= 1 or len(parts) <= 1:
+        return [fn(*p) for p in parts]
+    pool = _executor(threads)
+    futures = [pool.submit(fn, *p) for p in parts]
+    return [f.result() for f in futures]
+
+
+# -------------------------------------------------------------------------- entry points
+
+Out = np.dtype[Any] | type[BF16]
+
+
+@dataclass(frozen=True)
+class GradSpec:
+    """One gradient to return: of ``input`` (sign +1) or ``target`` (-1), its shape and dtype."""
+
+    sign: int
+    shape: tuple[int, ...]
+    dtype: Out
+
+
+def accepts(a: object) -> bool:
+    """Whether ``a`` is an array this executor reads as it is (NumPy's own, no subclass)."""
+    return type(a) is np.ndarray or type(a) is np.memmap
+
+
+#: Bytes NumPy's buffered float64 reduction holds per thread (8192 elements).
+_REDUCE_BUFFER = 8192 * 8
+
+
+def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
+    """Elements per block, so that all threads' block-sized arrays fit :data:`MEMORY_BUDGET`.
+
+    Arrays one thread holds at once: for ``'none'``'s branch selection |d|, its
+    masks and both branches; for a reduction d, the clamp, the slope and two
+    products, and the float64 reduction's buffer; a gradient one more.
+    """
+    live = 8 if job.none_value is not None else 5
+    live += bool(job.grads) + (job.weight is not None)
+    room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
+    return max(1, room // (live * itemsize))
+
+
+def _threads_for(n: int) -> int:
+    return _thread_count() if n >= PARALLEL_MIN else 1
+
+
+def _logical_kept(a: np.ndarray, lay: _Layout, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-output values in the layout's kept order, viewed in the loss's order and ``shape``."""
+    kept = lay.perm[: sum(len(g) for g in lay.groups[: lay.nkept])]
+    a = a.reshape([lay.loss_shape[i] for i in kept])
+    a = a.transpose([kept.index(i) for i in sorted(kept)])
+    return a.reshape(shape)
+
+
+def _write(out: np.ndarray, index: Index, value: Any, sign: int = 1) -> None:
+    """A block of a result (negated for ``sign < 0``), rounded to the result's dtype."""
+    if sign < 0:
+        value = -value
+    out[index] = _f32_to_bf16(value) if out.dtype == np.uint16 else value
+
+
+def _finish(a: np.ndarray, dtype: Out) -> Any:
+    """A float64 result as the caller's dtype (bfloat16: its bits); overflow gives inf."""
+    with np.errstate(all="ignore"):
+        if dtype is BF16:
+            return _f32_to_bf16(a)
+        return a.astype(dtype, copy=False)
+
+
+def _native(dtype: Any) -> Any:
+    """Results are in native byte order, whatever the inputs' (as NumPy's own functions)."""
+    return dtype if dtype is BF16 else np.dtype(dtype).newbyteorder("=")
+
+
+def _empty(shape: tuple[int, ...], dtype: Out) -> np.ndarray:
+    return np.empty(shape, dtype=np.uint16 if dtype is BF16 else dtype)
+
+
+def _ints(shape: Any) -> tuple[int, ...]:
+    """A shape of a call on eager arrays: every size is known."""
+    return tuple(int(n) for n in shape)
+
+
+def _total_weight(call: Call, weight: Any, aligned: np.ndarray | None) -> Any:
+    """weighted_mean's divisor per output, float64, broadcasting like the kept shape."""
+    reduced = call.reduced_axes
+    loss_shape = _ints(call.loss_shape)
+    count = math.prod(loss_shape[i] for i in reduced)
+    if weight is None:
+        return float(count)
+    if aligned is None:  # a Python number
+        return float(weight) * count
+    raw = _bf16_to_f32(aligned) if isinstance(weight, BF16) else aligned
+    own = tuple(i for i in reduced if raw.shape[i] != 1)
+    repeats = math.prod(loss_shape[i] for i in reduced if raw.shape[i] == 1)
+    return np.sum(raw, axis=own, keepdims=True, dtype=np.float64) * repeats
+
+
+def _safe_inverse(total: Any, work: type) -> Any:
+    """1/total in the working precision, NaN where the total weight is 0."""
+    if isinstance(total, float):
+        return math.nan if total == 0 else float(work(1.0) / work(total))
+    t = total.astype(work)
+    with np.errstate(all="ignore"):
+        return np.where(t == 0, work(math.nan), work(1.0) / t)
+
+
+def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
+        out_dtype: Out, grads: tuple[GradSpec, ...] = (), value: bool | None = None,
+        threads: int | None = None, norm: float | None = None,
+        raw: bool = False) -> tuple[Any, list[Any]] | None:
+    """The value and the gradients ``grads``; ``None`` for empty arrays.
+
+    Arrays are NumPy arrays (or :class:`BF16` bits) that ``call`` was checked
+    with, or views of them; numbers stay numbers.  Results are NumPy arrays in
+    ``out_dtype`` and each gradient's dtype, in the memory order of the inputs.
+    ``value`` overrides whether the request's value is computed.  For executors
+    that split an array themselves (dask chunks): ``threads`` overrides
+    :func:`set_threads`, ``norm`` the gradient's factor (``1/N`` of the whole
+    array), and ``raw`` returns a reduction's float64 :class:`Totals` instead
+    of the value.
+    """
+    loss_shape = _ints(call.loss_shape)
+    n = math.prod(loss_shape)
+    if n == 0:
+        return None  # the general path knows what empty arrays give
+    req, f = call.req, call.formula
+    want_value = req.value if value is None else value
+    work: type = np.float64 if f.bits == 64 else np.float32
+    ndim = len(loss_shape)
+    if threads is None:
+        threads = _threads_for(n)
+    reduced = call.reduced_axes
+    aligned = [_aligned(a.bits if isinstance(a, BF16) else a, ndim, repeats_as_ones=False)
+               for a in (input, target)]
+    w_aligned = None
+    if weight is not None and not isinstance(weight, (int, float)):
+        w_aligned = _aligned(weight.bits if isinstance(weight, BF16) else weight, ndim)
+    go_aligned = None
+    if grad_output is not None and not isinstance(grad_output, (int, float)):
+        g = grad_output.bits if isinstance(grad_output, BF16) else grad_output
+        if req.reduction != "none":  # a cotangent per result: broadcast over what it reduces
+            g = np.broadcast_to(g, _ints(call.out_shape)).reshape(_ints(call.kept_shape))
+        go_aligned = _aligned(g, ndim)
+    factor: Any = norm  # the gradient's factor: a number, or one per output
+    if factor is None and grads:
+        factor = 1.0
+        if req.reduction == "mean":
+            factor = _formulas.mean_scale(call.count or 1)
+        elif req.reduction == "weighted_mean":
+            factor = _safe_inverse(_total_weight(call, weight, w_aligned), work)
+
+    def operands(lay: _Layout) -> dict[str, Any]:
+        def op(a: Any, al: Any) -> Any:
+            if al is None:
+                return a
+            return _Operand(BF16(al) if isinstance(a, BF16) else al, lay, work)
+
+        return {"x": op(input, aligned[0]), "y": op(target, aligned[1]),
+                "weight": op(weight, w_aligned),
+                "norm": (factor if factor is None or isinstance(factor, float)
+                         else _Operand(_aligned(factor, ndim), lay, work)),
+                "grad_output": op(grad_output, go_aligned)}
+
+    elementwise = [gs for gs in grads if gs.shape == loss_shape]
+    summed = [gs for gs in grads if gs.shape != loss_shape]
+    # every array operand decides which axes merge; input and target lead the order
+    order = aligned + [a for a in (w_aligned, go_aligned) if a is not None]
+    if not (factor is None or isinstance(factor, float)):
+        order.append(_aligned(factor, ndim))
+    result: Any = None
+    results: dict[int, Any] = {}
+    itemsize = 8 if work is np.float64 else 4
+    if want_value or elementwise:
+        reducing = want_value and req.reduction != "none"
+        lay = _layout(loss_shape, reduced if reducing else (), order)
+        outs = [(_empty(lay.shape, gs.dtype), gs.sign) for gs in elementwise]
+        none_value = (_empty(lay.shape, out_dtype) if want_value and req.reduction == "none"
+                      else None)
+        job = _Job(f, none_value=none_value, reduce=reducing,
+                   reduce_weight=req.reduction == "weighted_mean" and w_aligned is not None,
+                   grads=tuple(outs), grad_sum=False, **operands(lay))
+        totals = _run_pass(job, lay, _block_elements(job, itemsize, threads), threads)
+        if none_value is not None:
+            result = _logical(none_value, lay, loss_shape)
+        elif totals is not None and raw:
+            result = totals
+        elif totals is not None:
+            result = _logical_kept(_finish(_reduced_value(call, totals, weight, w_aligned),
+                                           out_dtype), lay, _ints(call.out_shape))
+        for gs, (out, _) in zip(elementwise, outs, strict=True):
+            results[id(gs)] = _logical(out, lay, loss_shape)
+    for gs in summed:
+        mine = aligned[0 if gs.sign > 0 else 1]
+        sums = tuple(i for i in range(ndim) if mine.shape[i] == 1 and loss_shape[i] != 1)
+        lay = _layout(loss_shape, sums, order)
+        job = _Job(f, none_value=None, reduce=False, reduce_weight=False, grads=(),
+                   grad_sum=True, **operands(lay))
+        totals = _run_pass(job, lay, _block_elements(job, itemsize, threads), threads)
+        assert totals is not None
+        shape = tuple(1 if i in sums else n for i, n in enumerate(loss_shape))
+        grad = _logical_kept(_finish(totals.loss * gs.sign, gs.dtype), lay, shape)
+        results[id(gs)] = grad.reshape(gs.shape)
+    return result, [results[id(gs)] for gs in grads]
+
+
+def _reduced_value(call: Call, totals: Totals, weight: Any,
+                   w_aligned: np.ndarray | None) -> np.ndarray:
+    """The float64 result per output from the totals: a sum, a mean or a weighted mean."""
+    reduction = call.req.reduction
+    total = totals.loss
+    with np.errstate(all="ignore"):
+        if reduction == "mean":  # torch: the sum, then / N
+            return total / (call.count or 1)
+        if reduction == "weighted_mean":
+            if totals.weight is not None:
+                divisor: Any = totals.weight
+            else:
+                divisor = _total_weight(call, weight, None if w_aligned is None else w_aligned)
+            return np.where(divisor == 0, np.nan, total / divisor)
+    return total
+
+
+def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
+             grad_output: Any) -> tuple[Any, Any] | None:
+    """``(loss, grad)`` of NumPy arrays as :func:`smoothl1._core.evaluate` gives them.
+
+    ``None`` (the caller then takes the general path) for arrays this module
+    does not read as they are, and for empty ones.
+    """
+    if not (accepts(weight) or weight is None or isinstance(weight, (int, float))):
+        return None
+    if not (accepts(grad_output) or grad_output is None or isinstance(grad_output, (int, float))):
+        return None
+    grads = (GradSpec(1, input.shape, _native(input.dtype)),) if call.req.grad else ()
+    out = run(call, input, target, weight, grad_output,
+              out_dtype=_native(np.result_type(input, target)), grads=grads)
+    if out is None:
+        return None
+    value, found = out
+    if value is not None and value.ndim == 0:
+        value = np.asarray(value)
+    return value, (found[0] if found else None)

@@ -1,0 +1,188 @@
+"""torch: a ``torch.autograd.Function`` with smoothl1's analytic derivatives, CPU tensors in blocks.
+
+Reverse mode (``backward``), forward mode (``jvp``), ``torch.func`` transforms
+(``setup_context`` style, ``generate_vmap_rule``) and double backward (the
+general backward is made of differentiable torch ops) all use
+:mod:`smoothl1._core`.  Dynamo refuses Functions that define ``jvp``, so under
+``torch.compile`` an otherwise identical Function without it is used.
+
+Eagerly, CPU tensors are viewed as NumPy arrays (zero-copy) and computed by the
+NumPy blocks (:mod:`smoothl1._backends.numpy`), forward and backward; results
+come back as tensors sharing the NumPy arrays' memory.  A view is used only
+where it is exactly the tensor's value: plain ``torch.Tensor`` objects (no
+subclass: no masked, fake or functional tensors), strided, on the CPU, without
+a pending negation (``is_neg``) and not the lazily zero tensor of
+``_efficientzerotensor``; bfloat16 is read as its bits.  Everything else, and
+everything under ``torch.compile`` or for a backward that must itself be
+differentiable (``create_graph=True``), takes the general path on torch ops.
+
+A loss that no tensor needs a gradient of (or with grad mode off) is computed
+directly, without an autograd node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import _core
+from .._namespace import torch_namespace
+from .._request import Call, Request, validate
+from . import numpy as blocks
+
+__all__ = ["evaluate", "loss"]
+
+_XP = torch_namespace()
+_DTYPES: dict[Any, Any] = {torch.float16: np.dtype(np.float16), torch.float32: np.dtype(np.float32),
+                           torch.float64: np.dtype(np.float64), torch.bfloat16: blocks.BF16}
+
+
+def _view(t: object) -> Any:
+    """The tensor's values as a zero-copy NumPy array (or BF16 bits); numbers pass; else None."""
+    if t is None or isinstance(t, (int, float)):
+        return t
+    if (type(t) is not torch.Tensor or t.device.type != "cpu" or t.layout != torch.strided
+            or t.is_neg() or t._is_zerotensor()):
+        return None
+    try:
+        if t.dtype == torch.bfloat16:
+            return blocks.BF16(np.from_dlpack(t.detach().view(torch.int16)).view(np.uint16))
+        return np.from_dlpack(t.detach())
+    except (RuntimeError, BufferError, TypeError, ValueError):  # e.g. torch.func wrappers
+        return None
+
+
+def _tensor(a: Any, dtype: Any) -> torch.Tensor:
+    """A NumPy result as a tensor sharing its memory (bfloat16 from its bits)."""
+    if dtype == torch.bfloat16:
+        return torch.from_numpy(np.asarray(a).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.asarray(a))
+
+
+def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
+            value: bool, grads: tuple[int, ...] = ()) -> tuple[Any, list[Any]] | None:
+    """The value and the gradients (+1: input, -1: target) through the NumPy blocks, or None."""
+    if torch.compiler.is_compiling():
+        return None
+    x, y, w, go = _view(input), _view(target), _view(weight), _view(grad_output)
+    if x is None or y is None or (w is None) != (weight is None) or (
+            go is None) != (grad_output is None):
+        return None
+    specs = tuple(blocks.GradSpec(sign, tuple(a.shape), _DTYPES[a.dtype])
+                  for sign, a in zip(grads, [input if s > 0 else target for s in grads],
+                                     strict=True))
+    out_dtype = torch.result_type(input, target)
+    found = blocks.run(call, x, y, w, go, out_dtype=_DTYPES[out_dtype], grads=specs,
+                       value=value)
+    if found is None:
+        return None
+    v, gs = found
+    return (None if v is None else _tensor(v, out_dtype),
+            [_tensor(g, a.dtype) for g, a in zip(gs, [input if s > 0 else target
+                                                       for s in grads], strict=True)])
+
+
+def evaluate(req: Request, input: torch.Tensor, target: torch.Tensor, weight: object,
+             grad_output: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` of two tensors, without an autograd node (the grad functions)."""
+    call = _validate(req, input, target, weight, grad_output)
+    found = _blocks(call, input, target, weight, grad_output, value=req.value,
+                    grads=(1,) if req.grad else ())
+    if found is not None:
+        return found[0], (found[1][0] if found[1] else None)
+    return _core.evaluate(call, input, target, weight, grad_output)
+
+
+class _Loss(torch.autograd.Function):
+    """The loss, with reverse-mode derivatives (the variant used under ``torch.compile``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: torch.Tensor, target: torch.Tensor, weight: Any, call: Call) -> Any:
+        found = _blocks(call, input, target, weight, None, value=True)
+        if found is not None:
+            return found[0]
+        return _core.evaluate(call, input, target, weight)[0]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        input, target, weight, call = inputs
+        ctx.save_for_backward(input, target, weight if isinstance(weight, torch.Tensor) else None)
+        ctx.weight = weight if not isinstance(weight, torch.Tensor) else None
+        ctx.call = call
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        input, target, weight = ctx.saved_tensors
+        if weight is None:
+            weight = ctx.weight
+        need = tuple(ctx.needs_input_grad[:3])
+        if not torch.is_grad_enabled() and not need[2]:  # no double backward to support
+            grads = (1,) * need[0] + (-1,) * need[1]
+            found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
+                            grads=grads)
+            if found is not None:
+                gs = iter(found[1])
+                return (next(gs) if need[0] else None), (next(gs) if need[1] else None), None, None
+        g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output,
+                                         need=need)
+        return g_in, g_tg, g_w, None
+
+
+class _LossWithJvp(_Loss):
+    """The loss with reverse- and forward-mode derivatives (eager and ``torch.func``)."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _Loss.setup_context(ctx, inputs, output)
+        weight = inputs[2] if isinstance(inputs[2], torch.Tensor) else None
+        ctx.save_for_forward(inputs[0], inputs[1], weight)
+
+    @staticmethod
+    def jvp(ctx: Any, input_t: Any, target_t: Any, weight_t: Any, *_: Any) -> Any:
+        input, target, weight = ctx.saved_tensors
+        if weight is None:
+            weight = ctx.weight
+        _, out = _core.value_and_tangent(ctx.call, input, target, weight, input_t, target_t,
+                                         weight_t)
+        return out
+
+
+def _validate(req: Request, input: Any, target: Any, weight: Any,
+              grad_output: Any = None) -> Call:
+    """:func:`~smoothl1._request.validate`, fit for ``torch.compile``.
+
+    Under Dynamo: without its memo, and with the namespace given
+    (array-api-compat's lookup is ``lru_cache``d, which Dynamo warns about).
+    """
+    if torch.compiler.is_compiling():
+        return validate(req, input, target, weight, grad_output, xp=_XP, remember=False)
+    return validate(req, input, target, weight, grad_output)
+
+
+def _needs_grad(*tensors: object) -> bool:
+    """Whether autograd (reverse or forward mode) may ask for a derivative of the loss."""
+    if torch.autograd.forward_ad._current_level >= 0:  # inside a dual level: forward mode
+        return True
+    return torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
+
+
+def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -> Any:
+    """The loss of two torch tensors, differentiable with smoothl1's derivatives."""
+    compiling = torch.compiler.is_compiling()
+    call = _validate(req, input, target, weight)
+    if not compiling and not _needs_grad(input, target, weight):
+        # nothing to differentiate: no autograd node (torch.func transforms wrap
+        # their tensors, which _blocks declines, and always take the Function)
+        found = _blocks(call, input, target, weight, None, value=True)
+        if found is not None:
+            return found[0]
+        if not torch._C._functorch.is_functorch_wrapped_tensor(input) and not (
+                torch._C._functorch.is_functorch_wrapped_tensor(target)):
+            return _core.evaluate(call, input, target, weight)[0]
+    fn = _Loss if compiling else _LossWithJvp
+    return fn.apply(input, target, weight, call)  # type: ignore[no-untyped-call]

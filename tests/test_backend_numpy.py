@@ -1,0 +1,404 @@
+"""The NumPy blocks (smoothl1._backends.numpy) against the general path and float64 math.
+
+Every call form goes through the blocks: weights, broadcasting, axes, every
+reduction, cotangents, half precision, mixed dtypes and odd memory layouts.
+Small budgets, units and groups are patched in, so that moderate arrays run
+through many blocks, units, groups, tails and both threads; results must not
+depend on any of that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import smoothl1
+from smoothl1 import _core
+from smoothl1._backends import numpy as blocks
+from smoothl1._request import request, validate
+
+PARAM = {"smooth_l1": "beta", "huber": "delta"}
+
+
+@pytest.fixture(params=["one thread", "two threads"])
+def small_blocks(request, monkeypatch):
+    """Blocks of a few hundred elements, units of 64, groups of 4: many of each per call."""
+    monkeypatch.setattr(blocks, "MEMORY_BUDGET", 1 << 14)
+    monkeypatch.setattr(blocks, "ROW", 64)
+    monkeypatch.setattr(blocks, "GROUP", 4)
+    monkeypatch.setattr(blocks, "PARALLEL_MIN", 3000)
+    blocks.set_threads(1 if request.param == "one thread" else 2)
+    yield request.param
+    blocks.set_threads(None)
+
+
+def _call(kind, x, y, param=0.7, reduction="mean", *, weight=None, grad_output=None, axis=None,
+          keepdims=False, value=True, grad=False):
+    req = request(kind, kind, param, reduction, axis, keepdims, value=value, grad=grad)
+    return validate(req, x, y, weight, grad_output, warn=False)
+
+
+def both_paths(kind, x, y, param=0.7, reduction="mean", *, weight=None, grad_output=None,
+               axis=None, keepdims=False):
+    """(blocks, general) results of value_and_grad (or grad with a cotangent)."""
+    grad_only = grad_output is not None
+    call = _call(kind, x, y, param, reduction, weight=weight, grad_output=grad_output, axis=axis,
+                 keepdims=keepdims, value=not grad_only, grad=True)
+    got = blocks.evaluate(call, x, y, weight, grad_output)
+    assert got is not None, "the blocks declined"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = _core.evaluate(call, x, y, weight, grad_output)
+    return got, want
+
+
+def _data(shape, dtype=np.float64, seed=0, specials=False):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    if specials and x.size > 12:
+        flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+        flat_x[:10] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.7, 1e-30, 1e30]
+        flat_y[:10] = [0.0, 1.0, 2.0, -0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    return x, y
+
+
+def _ulps(dtype):
+    # both paths are within an ulp or two of the exact sum; the general path sums in the
+    # working precision (float32 for float32), the blocks in float64
+    return 16 * np.finfo(dtype).eps
+
+
+def assert_same(got, want, reduced, dtype=None):
+    """Elementwise results bit for bit; reductions within a few ulps of the working dtype."""
+    assert type(got) is np.ndarray
+    want = want.astype(want.dtype.newbyteorder("="))  # results are in native byte order
+    assert got.dtype == want.dtype
+    assert got.shape == want.shape
+    if reduced:  # relative to the result, or to the largest result where terms cancel
+        tol = _ulps(np.float32 if got.dtype != np.float64 else np.float64)
+        want64 = want.astype(np.float64)
+        finite = want64[np.isfinite(want64)]
+        scale = np.max(np.abs(finite)) if finite.size else 0.0
+        np.testing.assert_allclose(got.astype(np.float64), want64, rtol=tol, atol=tol * scale)
+    else:
+        np.testing.assert_array_equal(got, want, strict=True)
+
+
+# ---------------------------------------------------------------------- call forms
+
+FORMS = {
+    # name: (input shape, target shape, weight shape or None, axis)
+    "plain": ((40, 30), (40, 30), None, None),
+    "1-d long": ((3001,), (3001,), None, None),
+    "0-d": ((), (), None, None),
+    "broadcast target": ((64, 50), (50,), None, None),
+    "broadcast target column": ((64, 50), (64, 1), None, None),
+    "broadcast both": ((7, 1, 30), (1, 9, 30), None, None),
+    "axis -1": ((90, 40), (90, 40), None, -1),
+    "axis 0": ((40, 90), (40, 90), None, 0),
+    "axis 0 long": ((700, 5), (700, 5), None, 0),
+    "axis (0, 2)": ((12, 5, 70), (12, 5, 70), None, (0, 2)),
+    "axis middle": ((6, 300, 4), (6, 300, 4), None, 1),
+    "weight full": ((40, 30), (40, 30), (40, 30), None),
+    "weight row": ((40, 30), (40, 30), (30,), None),
+    "weight column, axis -1": ((40, 30), (40, 30), (40, 1), -1),
+    "weight, broadcast, axis 0": ((64, 50), (50,), (64, 1), 0),
+    "0-d weight": ((40, 30), (40, 30), (), None),
+}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "weighted_mean"])
+@pytest.mark.parametrize(("kind", "param"), [("smooth_l1", 0.7), ("smooth_l1", 1.0),
+                                             ("smooth_l1", 0.0), ("huber", 1.3)])
+@pytest.mark.filterwarnings("ignore:Using a target size")
+def test_every_call_form_matches_the_general_path(small_blocks, form, reduction, kind, param):
+    xs, ys, ws, axis = FORMS[form]
+    if reduction == "none" and axis is not None:
+        return
+    x, y = _data(xs, specials=True)[0], _data(ys, seed=1)[0]
+    weight = None if ws is None else np.random.default_rng(2).uniform(0, 2, ws)
+    (value, grad), (want_value, want_grad) = both_paths(kind, x, y, param, reduction,
+                                                        weight=weight, axis=axis)
+    assert_same(value, want_value, reduced=reduction != "none")
+    # gradients are elementwise (torch's bits) unless summed over a broadcast input or
+    # divided by a total weight
+    assert_same(grad, want_grad, reduced=xs != np.broadcast_shapes(xs, ys)
+                or reduction == "weighted_mean")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "weighted_mean"])
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("go_shape", ["full", "broadcast", "0-d", "number"])
+def test_grad_output_of_any_valid_shape(small_blocks, reduction, keepdims, go_shape):
+    x, y = _data((30, 7, 40))
+    axis = None if reduction == "none" else (0, 2)
+    call = _call("smooth_l1", x, y, 0.7, reduction, axis=axis, keepdims=keepdims)
+    out_shape = call.out_shape
+    rng = np.random.default_rng(3)
+    go = {"full": lambda: rng.standard_normal(out_shape),
+          "broadcast": lambda: rng.standard_normal(out_shape[-1:] or ()),
+          "0-d": lambda: np.asarray(0.75), "number": lambda: -1.5}[go_shape]()
+    w = rng.uniform(0, 1, (1, 7, 40))
+    got, want = both_paths("smooth_l1", x, y, 0.7, reduction, weight=w, grad_output=go,
+                           axis=axis, keepdims=keepdims)
+    assert got[0] is None
+    assert_same(got[1], want[1], reduced=reduction == "weighted_mean")
+
+
+LAYOUTS = ["C", "Fortran", "transposed", "negative strides", "sliced", "byte-swapped",
+           "broadcast view"]
+
+
+def _layout(name, a):
+    if name == "Fortran":
+        return np.asfortranarray(a)
+    if name == "transposed":
+        return np.ascontiguousarray(a.T).T
+    if name == "negative strides":
+        return np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
+    if name == "sliced":
+        big = np.zeros((a.shape[0] * 2, a.shape[1] * 3), a.dtype)
+        big[::2, 1::3] = a
+        return big[::2, 1::3]
+    if name == "byte-swapped":
+        return a.astype(a.dtype.newbyteorder())
+    if name == "broadcast view":
+        return np.broadcast_to(a[:1], a.shape)
+    return a
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("reduction", "axis"), [("mean", None), ("none", None), ("sum", 0),
+                                                 ("weighted_mean", -1)])
+def test_odd_layouts_give_the_values_of_a_contiguous_copy(small_blocks, layout, dtype,
+                                                          reduction, axis):
+    x, y = _data((50, 70), dtype, specials=True)
+    w = np.random.default_rng(4).uniform(0, 1, (50, 70))
+    xo, yo, wo = (_layout(layout, a) for a in (x, y, w))
+    if layout == "broadcast view":
+        x, y, w = (np.ascontiguousarray(a) for a in (xo, yo, wo))
+    assert np.array_equal(xo, x, equal_nan=True)
+    (v, g), (wv, wg) = both_paths("smooth_l1", xo, yo, 0.5, reduction, weight=wo, axis=axis)
+    (cv, cg), _ = both_paths("smooth_l1", x, y, 0.5, reduction, weight=w, axis=axis)
+    assert_same(v, wv, reduced=reduction != "none")
+    assert_same(v, cv, reduced=reduction != "none")
+    assert_same(g, cg, reduced=reduction == "weighted_mean")
+    assert_same(g, wg, reduced=reduction == "weighted_mean")
+
+
+@pytest.mark.parametrize("dtypes", [("float16", "float16"), ("float32", "float64"),
+                                    ("float16", "float32"), ("float64", "float16")])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_half_and_mixed_dtypes(small_blocks, dtypes, reduction):
+    x, y = _data((3000,), specials=True)
+    with np.errstate(over="ignore"):
+        x, y = x.astype(dtypes[0]), y.astype(dtypes[1])
+    (v, g), (wv, wg) = both_paths("smooth_l1", x, y, 0.5, reduction,
+                                  weight=np.linspace(0, 1, 3000, dtype=np.float32))
+    assert v.dtype == np.result_type(x, y)
+    assert g.dtype == x.dtype
+    assert_same(v, wv, reduced=reduction != "none")
+    assert_same(g, wg, reduced=False)
+
+
+@pytest.mark.parametrize("wdtype", ["bool", "int8", "int64", "float16", "float64"])
+def test_weights_of_any_dtype(small_blocks, wdtype):
+    x, y = _data((60, 50), np.float32)
+    w = (np.random.default_rng(5).uniform(0, 3, (60, 50))).astype(wdtype)
+    for reduction in ("mean", "none", "weighted_mean"):
+        (v, g), (wv, wg) = both_paths("huber", x, y, 0.8, reduction, weight=w)
+        assert_same(v, wv, reduced=reduction != "none")
+        assert_same(g, wg, reduced=reduction == "weighted_mean")
+
+
+# -------------------------------------------------------------- fixed summation order
+
+
+@pytest.mark.filterwarnings("ignore:Using a target size")
+@pytest.mark.parametrize(("shape", "axis"), [((50_000,), None), ((300, 200), -1),
+                                             ((200, 300), 0), ((40, 30, 50), (0, 2)),
+                                             ((5, 20_000), -1)])
+def test_reductions_do_not_depend_on_blocks_or_threads(monkeypatch, shape, axis):
+    """The same bits from budgets of 2 KiB to 1 MiB and from 1, 2 or 3 threads."""
+    x, y = _data(shape, np.float32, seed=7)
+    w = np.random.default_rng(8).uniform(0, 1, shape[-1:]).astype(np.float32)
+    monkeypatch.setattr(blocks, "ROW", 256)
+    monkeypatch.setattr(blocks, "GROUP", 8)
+    monkeypatch.setattr(blocks, "PARALLEL_MIN", 1000)
+    results = []
+    try:
+        for budget, threads in itertools.product((1 << 11, 1 << 15, 1 << 20), (1, 2, 3)):
+            monkeypatch.setattr(blocks, "MEMORY_BUDGET", budget)
+            blocks.set_threads(threads)
+            results.append([
+                smoothl1.smooth_l1(x, y, 0.5, axis=axis),
+                smoothl1.huber(x, y, 2.0, "weighted_mean", weight=w, axis=axis),
+                smoothl1.smooth_l1_value_and_grad(x[:1], y, 0.5, "sum", axis=axis)[1]
+                if len(shape) > 1 else smoothl1.smooth_l1(x, y, reduction="sum"),
+            ])
+    finally:
+        blocks.set_threads(None)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            np.testing.assert_array_equal(a, b, strict=True)
+
+
+def _exact_mean(x, y, beta):
+    d = x.astype(np.float64) - y.astype(np.float64)
+    z = np.abs(d)
+    with np.errstate(all="ignore"):
+        return np.where(z < beta, 0.5 * z * (z / beta), z - 0.5 * beta)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 3001, 40_000])
+def test_reductions_are_the_float64_sum_rounded_once(small_blocks, dtype, n):
+    x, y = _data((n,), dtype, seed=n)
+    exact = _exact_mean(x, y, 0.3)
+    got = smoothl1.smooth_l1(x, y, 0.3)
+    assert got.dtype == dtype
+    assert got.shape == ()
+    # float32: the float64 sum of float32 losses, rounded once (each loss rounded in float32)
+    np.testing.assert_allclose(got, exact.mean(), rtol=1.2e-7 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(smoothl1.smooth_l1(x, y, 0.3, "sum"), exact.sum(),
+                               rtol=1.2e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_float64_sums_keep_constant_data_exact_and_do_not_overflow():
+    n = 1 << 16
+    got = smoothl1.smooth_l1(np.full(n, 2.276207, np.float32), np.zeros(n, np.float32))
+    assert got == np.float32(2.276207) - np.float32(0.5)  # the correctly rounded mean
+    big = smoothl1.smooth_l1(np.full(5000, 1e36, np.float32), np.zeros(5000, np.float32))
+    assert big == np.float32(1e36)  # the float32 sum would overflow; the mean does not
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_specials_give_torchs_nan_and_inf(small_blocks, dtype):
+    x, y = _data((5000,), dtype, specials=True)
+    for reduction in ("mean", "sum"):
+        assert np.isnan(smoothl1.smooth_l1(x, y, reduction=reduction))  # one NaN element
+        x2 = x.copy()
+        x2[0] = 0.0
+        assert np.isposinf(smoothl1.smooth_l1(x2, y, reduction=reduction))
+        assert np.isposinf(smoothl1.huber(x2, y, reduction=reduction))
+        assert np.isnan(smoothl1.smooth_l1(x2, y, beta=np.inf, reduction=reduction))
+
+
+def test_exact_where_torchs_half_square_underflows_or_overflows(small_blocks):
+    n = 4000
+    tiny = np.full(n, 1e-20, np.float32)  # 0.5*z*z underflows; z*z/(2 beta) is 5e-21
+    got = smoothl1.smooth_l1(tiny, np.zeros(n, np.float32), beta=1e-20, reduction="sum")
+    np.testing.assert_allclose(got, n * 0.5e-20, rtol=1e-6)
+    big = np.full(n, 1e30, np.float32)  # 0.5*z*z overflows; the loss is 2.5e29
+    got = smoothl1.smooth_l1(big, np.zeros(n, np.float32), beta=2e30, reduction="mean")
+    np.testing.assert_allclose(got, 0.25e30, rtol=1e-6)
+    got = smoothl1.smooth_l1(big, np.zeros(n, np.float32), beta=2e30, reduction="none")
+    np.testing.assert_allclose(got, 0.25e30, rtol=1e-6)
+
+
+def test_results_are_numpy_arrays_and_inputs_are_left_alone(small_blocks):
+    x, y = _data((6, 7, 100), np.float32)
+    w = np.ones((7, 1), np.float32)
+    before = [a.copy() for a in (x, y, w)]
+    assert smoothl1.smooth_l1(x, y, keepdims=True).shape == (1, 1, 1)
+    assert smoothl1.smooth_l1(x, y, axis=(0, 1, 2)).shape == ()
+    assert smoothl1.smooth_l1(x, y, reduction="none", weight=w).shape == (6, 7, 100)
+    out = smoothl1.smooth_l1(x, y, axis=1, keepdims=True, weight=w)
+    assert type(out) is np.ndarray
+    assert out.shape == (6, 1, 100)
+    assert out.dtype == np.float32
+    g = smoothl1.smooth_l1_grad(x, y, weight=w)
+    assert type(g) is np.ndarray
+    assert g.shape == (6, 7, 100)
+    assert g.dtype == np.float32
+    for a, b in zip((x, y, w), before, strict=True):
+        np.testing.assert_array_equal(a, b, strict=True)
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+def test_float16_conversion_is_numpys_for_every_bit_pattern():
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    want = h.astype(np.float32)
+    got = blocks._f16_to_f32(h)
+    np.testing.assert_array_equal(got.view(np.uint32) & ~np.isnan(want) * 0xFFFFFFFF,
+                                  want.view(np.uint32) & ~np.isnan(want) * 0xFFFFFFFF)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_bfloat16_rounding_is_torchs():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    f = np.concatenate([rng.standard_normal(10_000).astype(np.float32) * 10.0 ** rng.integers(
+        -40, 38, 10_000), np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 3.4e38, 1e-45],
+                                   np.float32)]).astype(np.float32)
+    f = np.concatenate([f, (np.arange(1 << 16, dtype=np.uint32) << 16).view(np.float32)])
+    want = torch.from_numpy(f).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    got = blocks._f32_to_bf16(f)
+    np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _peak(fn):
+    fn()  # warm up (thread pool, imports, memos)
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("form", ["mean", "weighted mean", "axis -1", "axis 0", "broadcast",
+                                  "float16", "strided"])
+def test_reduced_forms_allocate_under_1_mib(threads, form):
+    """Traced peak of reduced losses over 2**21 elements (8 MiB per float32 input)."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((1 << 15, 64)).astype(np.float32)
+    y = rng.standard_normal((1 << 15, 64)).astype(np.float32)
+    w = rng.random((1 << 15, 64)).astype(np.float32)
+    calls = {
+        "mean": lambda: smoothl1.smooth_l1(x, y, 0.5),
+        "weighted mean": lambda: smoothl1.huber(x, y, weight=w, reduction="weighted_mean"),
+        "axis -1": lambda: smoothl1.smooth_l1(x, y, axis=-1),
+        "axis 0": lambda: smoothl1.smooth_l1(x, y, axis=0, weight=w),
+        "broadcast": lambda: smoothl1.smooth_l1(x, y[0], weight=w[:, :1]),
+        "float16": lambda: smoothl1.smooth_l1(x16, y16),
+        "strided": lambda: smoothl1.smooth_l1(x[:, ::2], y[:, ::2]),
+    }
+    x16, y16 = x.astype(np.float16), y.astype(np.float16)
+    blocks.set_threads(threads)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            peak = _peak(calls[form])
+    finally:
+        blocks.set_threads(None)
+    extra = x.size * 4 // 64 if form == "axis -1" else 0  # the result itself
+    assert peak < (1 << 20) + extra, peak
+
+
+@pytest.mark.parametrize("form", ["none", "grad", "grad with weights and axis"])
+def test_elementwise_results_allocate_the_result_and_under_1_mib_more(form):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1 << 15, 64)).astype(np.float32)
+    y = rng.standard_normal((1 << 15, 64)).astype(np.float32)
+    calls = {"none": lambda: smoothl1.smooth_l1(x, y, reduction="none"),
+             "grad": lambda: smoothl1.smooth_l1_grad(x, y),
+             "grad with weights and axis": lambda: smoothl1.smooth_l1_value_and_grad(
+                 x, y, weight=y[0] > 0, axis=-1)}
+    peak = _peak(calls[form])
+    result = x.nbytes + (x.nbytes // 64 if form.endswith("axis") else 0)
+    assert peak < result + (1 << 20), peak - result
