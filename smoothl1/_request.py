@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from . import _formulas
 from ._namespace import Array, namespace_of
 from ._validation import (
@@ -236,6 +238,8 @@ def _check(req: Request, input: Array, target: Array, weight: object, grad_outpu
 
 def _signature(value: object) -> object:
     """What validation depends on in an argument: its type, dtype and shape."""
+    if type(value) is np.ndarray:  # the commonest case, first
+        return (np.ndarray, value.dtype, value.shape)
     if _is_scalar(value):
         return type(value)
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)

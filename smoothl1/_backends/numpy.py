@@ -45,12 +45,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from .. import _formulas
-from .._request import Call
+from .._request import Call, _Memo
 
 __all__ = [
     "BF16", "GROUP", "MEMORY_BUDGET", "PARALLEL_MIN", "ROW", "Totals", "accepts", "evaluate",
@@ -68,7 +70,36 @@ ROW = 4096
 GROUP = 128
 
 _ALL = slice(None)
-_XP = np  # the formulas run on NumPy itself (``numpy>=2.1`` implements the standard)
+
+_BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+
+
+def _where(cond: Any, a: Any, b: Any) -> Any:
+    """``numpy.where`` without a branch per element, where both choices are float arrays.
+
+    NumPy's ``where`` branches on every element: with an unpredictable mask, as a
+    loss's branch mask is, that costs 3-5 ns per element.  Selecting the bit
+    patterns, ``b ^ ((a ^ b) & mask)``, gives the same bits (NaN payloads, signed
+    zeros) in about 0.5 ns.
+    """
+    bits = _BITS.get(getattr(a, "dtype", None))
+    if (bits is None or type(a) is not np.ndarray or type(b) is not np.ndarray
+            or type(cond) is not np.ndarray or b.dtype != a.dtype
+            or not a.shape == b.shape == cond.shape):
+        return np.where(cond, a, b)
+    mask = np.subtract(0, cond, dtype=bits)  # all ones where cond holds
+    b_bits = b.view(bits)
+    out = np.bitwise_xor(a.view(bits), b_bits)
+    out &= mask
+    out ^= b_bits
+    return out.view(a.dtype)
+
+
+#: The namespace the formulas run on here: NumPy itself (``numpy>=2.1`` implements
+#: the standard in its main namespace), with a branch-free :func:`_where`, and
+#: ``clip`` as the ufunc (``numpy.clip`` wraps it in three layers of Python).
+_XP: Any = SimpleNamespace(**{**vars(np), "where": _where,
+                         "clip": getattr(getattr(np, "_core", np), "umath", np).clip})
 
 # ----------------------------------------------------------------------------- threads
 
@@ -86,7 +117,15 @@ def _available_cores() -> int:
 
 
 def set_threads(n: int | None) -> None:
-    """Use ``n`` threads for large arrays (``None``: one per available core, at most 8)."""
+    """Use ``n`` threads for large arrays (``None``: the default, one).
+
+    Why one: NumPy releases the GIL only inside each call, and a block's calls
+    last a few microseconds (blocks must fit the memory budget and the cache),
+    so threads spend more time handing the GIL over than they save; measured on
+    the project's machines, two threads were 1.2-2x *slower* than one for every
+    call form.  Where Python threads hand the GIL over faster, more may help:
+    measure with ``python -m smoothl1 bench``.
+    """
     global _threads, _pool
     with _lock:
         _threads = n
@@ -96,7 +135,7 @@ def set_threads(n: int | None) -> None:
 
 
 def _thread_count() -> int:
-    return _threads if _threads is not None else min(_available_cores(), 8)
+    return _threads if _threads is not None else 1
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
@@ -134,21 +173,23 @@ _F16_SCALE = np.float32(2.0**112)
 
 
 def _f16_to_f32(h: np.ndarray) -> np.ndarray:
-    """float16 -> float32, exactly as ``astype`` but about 3x faster.
+    """float16 -> float32, exactly as ``astype`` but about 4x faster.
 
     NumPy's own cast is a scalar loop on many machines (2 ns per element);
-    integer operations on the bits are vectorised.  inf and NaN (exponent 31)
-    come out of the multiplication as finite numbers >= 2**16, above float16's
+    integer operations on the bits are vectorised.  Sign-extended to int32 and
+    shifted, the bits are the float32 ones but for three stray exponent bits;
+    x 2**112 re-biases the exponent.  inf and NaN (exponent 31) come out of the
+    multiplication as finite numbers of magnitude >= 2**16, above float16's
     largest (65504), and get the all-ones exponent back.
     """
-    u = h.view(np.uint16).astype(np.uint32)
-    bits = (u & 0x7FFF) << 13
-    special = bits >= (0x7C00 << 13)
-    bits |= (u & 0x8000) << 16
-    f = bits.view(np.float32)
+    i = np.asarray(h).view(np.int16).astype(np.int32)
+    i <<= 13
+    u = i.view(np.uint32)
+    u &= 0x8FFFFFFF
+    f = u.view(np.float32)
     f *= _F16_SCALE
-    if special.any():
-        f.view(np.uint32)[special] |= 0x7F800000
+    if f.size and (f.max() >= 65536.0 or f.min() <= -65536.0):
+        u[np.abs(f) >= 65536.0] |= 0x7F800000
     return f
 
 
@@ -166,13 +207,17 @@ def _f32_to_bf16(f: np.ndarray) -> np.ndarray:
     return rounded
 
 
+def _identity(v: Any) -> Any:
+    return v
+
+
 def _loader(a: Any, work: type) -> Callable[[Any], Any]:
     """How to read a block of an operand in the working precision."""
     if isinstance(a, BF16):
         return _bf16_to_f32
     dtype = a.dtype
     if dtype == work and dtype.isnative:
-        return lambda v: v
+        return _identity
     if dtype == np.float16 and work is np.float32:
         return _f16_to_f32
     return lambda v: v.astype(work)  # mixed dtypes, byte order, bool/int weights
@@ -204,6 +249,17 @@ class _Layout:
     def reduced(self) -> tuple[int, ...]:
         return self.shape[self.nkept:]
 
+    @property
+    def units(self) -> _Units:
+        return _units(self.reduced)
+
+    @property
+    def transpose(self) -> tuple[int, ...] | None:
+        """From the loss's (longer than 1) axes in their order to the layout's; None: the same."""
+        order = sorted(self.perm)
+        t = tuple(order.index(i) for i in self.perm)
+        return None if t == tuple(range(len(t))) else t
+
 
 def _aligned(a: np.ndarray, ndim: int, repeats_as_ones: bool = True) -> np.ndarray:
     """``a`` with leading axes of length 1 up to ``ndim``; axes of stride 0 as length 1.
@@ -219,9 +275,24 @@ def _aligned(a: np.ndarray, ndim: int, repeats_as_ones: bool = True) -> np.ndarr
     return a
 
 
+_LAYOUTS: _Memo[tuple[object, ...], _Layout] = _Memo()
+
+
 def _layout(loss_shape: tuple[int, ...], reduced: tuple[int, ...],
             operands: list[np.ndarray]) -> _Layout:
-    """Order and merge the axes (``operands`` aligned to the loss's ndim; the first leads)."""
+    """Order and merge the axes (``operands`` aligned to the loss's ndim; the first leads).
+
+    Remembered by shapes and strides: working it out costs more than a small block.
+    """
+    key = (loss_shape, reduced, tuple((a.shape, a.strides) for a in operands))
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        lay = _LAYOUTS.put(key, _work_out_layout(loss_shape, reduced, operands))
+    return lay
+
+
+def _work_out_layout(loss_shape: tuple[int, ...], reduced: tuple[int, ...],
+                     operands: list[np.ndarray]) -> _Layout:
     long = [i for i, n in enumerate(loss_shape) if n != 1]
 
     def memory_order(i: int) -> int:  # outermost first: the largest stride of a full operand
@@ -256,9 +327,12 @@ def _layout(loss_shape: tuple[int, ...], reduced: tuple[int, ...],
 
 def _in_layout(a: np.ndarray, lay: _Layout) -> np.ndarray:
     """An aligned operand viewed in the layout's merged axes (extents 1 or full)."""
+    if len(lay.groups) == 1 and len(lay.perm) == a.ndim and a.flags.c_contiguous:
+        return a.reshape(-1)  # the commonest case: everything merges
     a = a.reshape([a.shape[i] for i in sorted(lay.perm)])  # drop the loss's length-1 axes
-    order = sorted(lay.perm)
-    a = a.transpose([order.index(i) for i in lay.perm])
+    transpose = lay.transpose
+    if transpose is not None:
+        a = a.transpose(transpose)
     merged, k = [], 0
     for g in lay.groups:
         merged.append(math.prod(a.shape[k:k + len(g)]))
@@ -354,7 +428,19 @@ class _Units:
         return self.rows * -(-self.per_row // GROUP)
 
 
+_UNITS: _Memo[tuple[object, ...], _Units] = _Memo()
+
+
 def _units(reduced: tuple[int, ...]) -> _Units:
+    """The units and groups of reduced axes of these extents (remembered)."""
+    key = (reduced, ROW, GROUP)
+    u = _UNITS.get(key)
+    if u is None:
+        u = _UNITS.put(key, _work_out_units(reduced))
+    return u
+
+
+def _work_out_units(reduced: tuple[int, ...]) -> _Units:
     if math.prod(reduced) <= ROW:  # one unit: everything reduced
         return _Units(0, (), math.prod(reduced), 1, math.prod(reduced) or 1, 1, 1)
     t = next(i for i in range(len(reduced)) if math.prod(reduced[i + 1:]) <= ROW)
@@ -415,8 +501,16 @@ class _Operand:
 
     __slots__ = ("broadcast", "load", "view")
 
-    def __init__(self, a: Any, lay: _Layout, work: type) -> None:
-        """``a``: aligned to the loss's ndim (:func:`_aligned`), or such an array's BF16 bits."""
+    load: Callable[[Any], Any]
+
+    def __init__(self, a: Any, lay: _Layout | None, work: type) -> None:
+        """``a``: aligned to the loss's ndim (:func:`_aligned`), or such an array's BF16 bits.
+
+        ``lay=None``: ``a`` is used as it is (the small-call lane).
+        """
+        if lay is None:
+            self.view, self.broadcast, self.load = a, None, _identity
+            return
         self.view = _in_layout(a.bits if isinstance(a, BF16) else a, lay)
         full = tuple(n == m for n, m in zip(self.view.shape, lay.shape, strict=True))
         self.broadcast = None if all(full) else tuple(not f for f in full)
@@ -451,45 +545,81 @@ class _Job:
 
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
-        xp, f = _XP, self.formula
-        d = self.x.take(index) - self.y.take(index)
-        w = self.weight.take(index) if isinstance(self.weight, _Operand) else self.weight
-        if self.none_value is not None:
-            z = xp.abs(d)
-            v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
-            del z
-            _write(self.none_value, index, v if w is None else v * w)
-            del v
-        if not (self.reduce or self.grads or self.grad_sum):
-            return None, None
-        c = _formulas.clamp(xp, f, d)
-        s = _formulas.slope(xp, f, d, c)
-        total = weights = None
-        if self.reduce:
-            total = _formulas.factored_loss(xp, f, d, c, s)
-            if w is not None:
-                total = total * w
-                if self.reduce_weight:
-                    weights = np.broadcast_to(w, total.shape)
-        del d, c
-        if self.grads or self.grad_sum:  # torch's order: norm * derivative * grad_output
-            norm = self.norm.take(index) if isinstance(self.norm, _Operand) else self.norm
-            g = s if isinstance(norm, float) and norm == 1.0 else norm * s
-            del s
-            if w is not None:
-                g = g * w
-            go = self.grad_output
-            if go is not None:
-                g = g * (go.take(index) if isinstance(go, _Operand) else go)
-            for out, sign in self.grads:
-                _write(out, index, g, sign)
-            if self.grad_sum:
-                total = g
-        return total, weights
+        w, norm, go = self.weight, self.norm, self.grad_output
+        return _compute(
+            self, index, self.x.take(index) - self.y.take(index),
+            w.take(index) if isinstance(w, _Operand) else w,
+            norm.take(index) if isinstance(norm, _Operand) else norm,
+            go.take(index) if isinstance(go, _Operand) else go)
 
 
-def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int) -> Totals | None:
-    """Run ``job`` over every block of ``lay`` (on ``threads`` threads); a reduction's totals.
+def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any) -> tuple[Any, Any]:
+    """The math of one block of ``d = input - target`` (the formulas, in torch's order).
+
+    Writes the elementwise results of ``index``; returns ``(losses, weights)``
+    to reduce (the gradient itself for a broadcast argument's gradient).
+    """
+    xp, f = _XP, job.formula
+    if job.none_value is not None:
+        z = xp.abs(d)
+        v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
+        del z
+        _write(job.none_value, index, v if w is None else v * w)
+        del v
+    if not (job.reduce or job.grads or job.grad_sum):
+        return None, None
+    c = _formulas.clamp(xp, f, d)
+    s = _formulas.slope(xp, f, d, c)
+    total = weights = None
+    if job.reduce:
+        total = _formulas.factored_loss(xp, f, d, c, s)
+        if w is not None:
+            total = total * w
+            if job.reduce_weight:
+                weights = np.broadcast_to(w, total.shape)
+    del d, c
+    if job.grads or job.grad_sum:  # torch's order: norm * derivative * grad_output
+        g = s if isinstance(norm, float) and norm == 1.0 else norm * s
+        del s
+        if w is not None:
+            g = g * w
+        if go is not None:
+            g = g * go
+        for out, sign in job.grads:
+            _write(out, index, g, sign)
+        if job.grad_sum:
+            total = g
+    return total, weights
+
+
+class _Sink:
+    """Where a reduction's float64 totals go, output by output (threads write disjoint ones).
+
+    ``finish(start, losses, weights)`` turns the totals of the outputs
+    ``[start, start + n)`` (in the layout's kept order) into results.
+    """
+
+    def __init__(self, n_out: int, finish: Callable[[Any, Any], Any] | None, dtype: Out,
+                 weights: bool) -> None:
+        self.finish = finish
+        if finish is None:  # raw totals
+            self.loss = np.empty(n_out)
+            self.weight = np.empty(n_out) if weights else None
+        else:
+            self.out = _empty((n_out,), dtype)
+
+    def put(self, start: int, losses: Any, weights: Any) -> None:
+        stop = start + losses.shape[0]
+        if self.finish is None:
+            self.loss[start:stop] = losses
+            if self.weight is not None:
+                self.weight[start:stop] = weights
+        else:
+            _write(self.out, (slice(start, stop),), self.finish(losses, weights))
+
+
+def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int, sink: _Sink | None) -> None:
+    """Run ``job`` over every block of ``lay`` (on ``threads`` threads); totals into ``sink``.
 
     ``budget``: elements per block.  Outputs are independent, so any range of
     them can go to any thread; the groups of one output are split between
@@ -497,17 +627,31 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int) -> Totals | No
     """
     kept = lay.kept
     n_out = math.prod(kept)
-    if not (job.reduce or job.grad_sum):  # elementwise only: boxes over all the axes
+    if sink is None:  # elementwise only: boxes over all the axes
 
-        def elementwise(lo: int, hi: int, *_: int) -> None:
+        def elementwise(lo: int, hi: int) -> None:
             with np.errstate(all="ignore"):  # inf/NaN are results here, per thread
                 for index, _n in _boxes(kept, lo, hi, budget):
                     job.block(index)
 
         _map(elementwise, _splits(n_out, threads), threads)
-        return None
+        return
 
-    u = _units(lay.reduced)
+    u = lay.units
+    if u.per_row == 1 and not u.prefix:  # one unit per output: no groups to keep
+
+        def single(lo: int, hi: int) -> None:
+            with np.errstate(all="ignore"):
+                for index, nk in _boxes(kept, lo, hi, max(1, budget // u.length)):
+                    total, weight = job.block(index)
+                    sink.put(_position(index, kept),
+                             np.add.reduce(total.reshape(nk, -1), axis=1, dtype=np.float64),
+                             None if weight is None else
+                             np.add.reduce(weight.reshape(nk, -1), axis=1, dtype=np.float64))
+
+        _map(single, _splits(n_out, threads), threads)
+        return
+
     group_size = (u.rows_per_group * u.length * u.inner if u.rows_per_group
                   else GROUP * u.unit * u.inner)
     per_block = max(1, budget // group_size)  # outputs side by side in one block
@@ -516,7 +660,7 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int) -> Totals | No
     else:
         parts = [(0, n_out, lo, hi) for lo, hi in _splits(u.groups, threads)]
 
-    def reduce(lo: int, hi: int, g_lo: int, g_hi: int) -> list[tuple[int, int, list[Any],
+    def reduce(lo: int, hi: int, g_lo: int, g_hi: int) -> list[tuple[int, list[Any],
                                                                          list[Any]]]:
         """Outputs ``[lo, hi)``, groups ``[g_lo, g_hi)``: their group totals, in order."""
         done = []
@@ -541,22 +685,17 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int) -> Totals | No
                             if units_w:
                                 weights.append(_fold(units_w)[:, None])
                                 units_w = []
-                done.append((_position(kindex, kept), nk, losses, weights))
+                done.append((_position(kindex, kept), losses, weights))
         return done
 
-    found: dict[int, tuple[int, list[Any], list[Any]]] = {}
+    found: dict[int, tuple[list[Any], list[Any]]] = {}
     for done in _map(reduce, parts, threads):
-        for start, nk, losses, weights in done:
-            entry = found.setdefault(start, (nk, [], []))
-            entry[1].extend(losses)
-            entry[2].extend(weights)
-    loss = np.empty(n_out)
-    weight = np.empty(n_out) if job.reduce_weight else None
-    for start, (nk, losses, weights) in found.items():
-        loss[start:start + nk] = _fold(losses)
-        if weight is not None:
-            weight[start:start + nk] = _fold(weights)
-    return Totals(loss, weight)
+        for start, losses, weights in done:
+            entry = found.setdefault(start, ([], []))
+            entry[0].extend(losses)
+            entry[1].extend(weights)
+    for start, (losses, weights) in found.items():
+        sink.put(start, _fold(losses), _fold(weights) if weights else None)
 
 
 def _fold(parts: list[Any]) -> np.ndarray:
@@ -614,6 +753,9 @@ def accepts(a: object) -> bool:
 
 #: Bytes NumPy's buffered float64 reduction holds per thread (8192 elements).
 _REDUCE_BUFFER = 8192 * 8
+#: Largest block-sized array: glibc's malloc maps larger ones afresh (``mmap``) at every
+#: allocation, and the page faults would cost more than the work.
+_LARGEST_TEMPORARY = 120 << 10
 
 
 def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
@@ -626,7 +768,7 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
     live = 8 if job.none_value is not None else 5
     live += bool(job.grads) + (job.weight is not None)
     room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
-    return max(1, room // (live * itemsize))
+    return max(1, min(room // live, _LARGEST_TEMPORARY) // itemsize)
 
 
 def _threads_for(n: int) -> int:
@@ -645,15 +787,8 @@ def _write(out: np.ndarray, index: Index, value: Any, sign: int = 1) -> None:
     """A block of a result (negated for ``sign < 0``), rounded to the result's dtype."""
     if sign < 0:
         value = -value
-    out[index] = _f32_to_bf16(value) if out.dtype == np.uint16 else value
-
-
-def _finish(a: np.ndarray, dtype: Out) -> Any:
-    """A float64 result as the caller's dtype (bfloat16: its bits); overflow gives inf."""
-    with np.errstate(all="ignore"):
-        if dtype is BF16:
-            return _f32_to_bf16(a)
-        return a.astype(dtype, copy=False)
+    with np.errstate(all="ignore"):  # rounding to a smaller dtype may overflow: inf, as torch
+        out[index] = _f32_to_bf16(value) if out.dtype == np.uint16 else value
 
 
 def _native(dtype: Any) -> Any:
@@ -663,6 +798,10 @@ def _native(dtype: Any) -> Any:
 
 def _empty(shape: tuple[int, ...], dtype: Out) -> np.ndarray:
     return np.empty(shape, dtype=np.uint16 if dtype is BF16 else dtype)
+
+
+def _is_number(a: object) -> bool:
+    return a is None or isinstance(a, (int, float))
 
 
 def _ints(shape: Any) -> tuple[int, ...]:
@@ -709,12 +848,16 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     array), and ``raw`` returns a reduction's float64 :class:`Totals` instead
     of the value.
     """
+    req = call.req
+    want_value = req.value if value is None else value
+    if _fits_one_block(call, input, target, weight, grad_output):
+        return _small(call, input, target, weight, grad_output, out_dtype, grads, want_value,
+                      norm, raw)
     loss_shape = _ints(call.loss_shape)
     n = math.prod(loss_shape)
     if n == 0:
         return None  # the general path knows what empty arrays give
-    req, f = call.req, call.formula
-    want_value = req.value if value is None else value
+    f = call.formula
     work: type = np.float64 if f.bits == 64 else np.float32
     ndim = len(loss_shape)
     if threads is None:
@@ -769,14 +912,17 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         job = _Job(f, none_value=none_value, reduce=reducing,
                    reduce_weight=req.reduction == "weighted_mean" and w_aligned is not None,
                    grads=tuple(outs), grad_sum=False, **operands(lay))
-        totals = _run_pass(job, lay, _block_elements(job, itemsize, threads), threads)
+        sink = None
+        if reducing:
+            finish = None if raw else _value_finisher(call, weight, work)
+            sink = _Sink(math.prod(lay.kept), finish, out_dtype, job.reduce_weight)
+        _run_pass(job, lay, _block_elements(job, itemsize, threads), threads, sink)
         if none_value is not None:
             result = _logical(none_value, lay, loss_shape)
-        elif totals is not None and raw:
-            result = totals
-        elif totals is not None:
-            result = _logical_kept(_finish(_reduced_value(call, totals, weight, w_aligned),
-                                           out_dtype), lay, _ints(call.out_shape))
+        elif sink is not None and raw:
+            result = Totals(sink.loss, sink.weight)
+        elif sink is not None:
+            result = _logical_kept(sink.out, lay, _ints(call.out_shape))
         for gs, (out, _) in zip(elementwise, outs, strict=True):
             results[id(gs)] = _logical(out, lay, loss_shape)
     for gs in summed:
@@ -785,29 +931,100 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         lay = _layout(loss_shape, sums, order)
         job = _Job(f, none_value=None, reduce=False, reduce_weight=False, grads=(),
                    grad_sum=True, **operands(lay))
-        totals = _run_pass(job, lay, _block_elements(job, itemsize, threads), threads)
-        assert totals is not None
+        sink = _Sink(math.prod(lay.kept), partial(_signed, gs.sign), gs.dtype, False)
+        _run_pass(job, lay, _block_elements(job, itemsize, threads), threads, sink)
         shape = tuple(1 if i in sums else n for i, n in enumerate(loss_shape))
-        grad = _logical_kept(_finish(totals.loss * gs.sign, gs.dtype), lay, shape)
+        grad = _logical_kept(sink.out, lay, shape)
         results[id(gs)] = grad.reshape(gs.shape)
     return result, [results[id(gs)] for gs in grads]
 
 
-def _reduced_value(call: Call, totals: Totals, weight: Any,
-                   w_aligned: np.ndarray | None) -> np.ndarray:
-    """The float64 result per output from the totals: a sum, a mean or a weighted mean."""
-    reduction = call.req.reduction
-    total = totals.loss
+_PLAIN = (np.dtype(np.float32), np.dtype(np.float64))
+#: Units the small-call lane takes as one block: within one group (so that the sum
+#: is added up in the same order as in blocks) and within the memory budget.
+_SMALL_UNITS = 4
+
+
+def _fits_one_block(call: Call, input: Any, target: Any, weight: Any, grad_output: Any) -> bool:
+    """Whether a call goes to the small-call lane (:func:`_small`).
+
+    Two C-contiguous arrays of one shape and float dtype, at most
+    :data:`_SMALL_UNITS` units, reduced over everything (or not at all), weight a
+    number (or none), the cotangent a number or a 0-d array of that dtype (or
+    none).
+    """
+    return (type(input) is np.ndarray and type(target) is np.ndarray
+            and input.dtype in _PLAIN and target.dtype == input.dtype
+            and input.shape == target.shape
+            and 0 < input.size <= ROW * min(GROUP, _SMALL_UNITS)
+            and input.flags.c_contiguous and target.flags.c_contiguous
+            and (weight is None or isinstance(weight, (int, float)))
+            and (grad_output is None or isinstance(grad_output, (int, float))
+                 or (type(grad_output) is np.ndarray and grad_output.ndim == 0
+                     and grad_output.dtype == input.dtype))
+            and (call.axis is None or len(call.axis) == input.ndim
+                 or call.req.reduction == "none"))
+
+
+def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_output: Any,
+           out_dtype: Out, grads: tuple[GradSpec, ...], want_value: bool, norm: float | None,
+           raw: bool) -> tuple[Any, list[Any]]:
+    """:func:`run` as one block, with the fewest calls: the same numbers.
+
+    (The blocks' layout merges such arrays into one axis, and one unit of it is
+    added up pairwise in C order: exactly what this does.)
+    """
+    req = call.req
+    reducing = want_value and req.reduction != "none"
+    outs = tuple((np.empty(input.shape, gs.dtype), gs.sign) for gs in grads)
+    factor: Any = norm
+    if factor is None and grads:
+        factor = 1.0
+        if req.reduction == "mean":
+            factor = _formulas.mean_scale(call.count or 1)
+        elif req.reduction == "weighted_mean":
+            factor = _safe_inverse(_total_weight(call, weight, None), input.dtype.type)
+    none_value = np.empty(input.shape, out_dtype) if want_value and not reducing else None
+    job = _Job(call.formula, None, None, weight, none_value, reducing,  # type: ignore[arg-type]
+               False, factor, grad_output, outs, False)
     with np.errstate(all="ignore"):
-        if reduction == "mean":  # torch: the sum, then / N
-            return total / (call.count or 1)
-        if reduction == "weighted_mean":
-            if totals.weight is not None:
-                divisor: Any = totals.weight
+        total, _ = _compute(job, (), input - target, weight, factor, grad_output)
+        result: Any = none_value
+        if reducing:
+            n = input.size
+            if n <= ROW:  # one unit
+                totals = np.add.reduce(total, axis=None, dtype=np.float64, keepdims=True)
+            else:  # units of ROW, one group
+                totals = _fold([_unit_sums(total, 1, 1, n, 1, ROW)])
+            if raw:
+                result = Totals(totals.reshape(1), None)
             else:
-                divisor = _total_weight(call, weight, None if w_aligned is None else w_aligned)
-            return np.where(divisor == 0, np.nan, total / divisor)
-    return total
+                result = np.empty(_ints(call.out_shape), out_dtype)
+                result[...] = _value_finisher(call, weight, input.dtype.type)(totals, None)
+    return result, [out for out, _ in outs]
+
+
+def _signed(sign: int, total: Any, _: Any) -> Any:
+    return total * sign
+
+
+def _value_finisher(call: Call, weight: Any, work: type) -> Callable[[Any, Any], Any]:
+    """From float64 totals per output to the result: a sum, a mean or a weighted mean."""
+    reduction = call.req.reduction
+    if reduction == "mean":  # torch: the sum, then / N
+        count = call.count or 1
+        return lambda total, _: total / count
+    if reduction == "weighted_mean":
+        # a number for no weight or a number; array weights are summed in the pass
+        divisor = _total_weight(call, weight, None) if _is_number(weight) else None
+
+        def weighted(total: Any, weights: Any) -> Any:
+            d = divisor if weights is None else weights
+            with np.errstate(all="ignore"):
+                return np.where(d == 0, np.nan, total / d)
+
+        return weighted
+    return lambda total, _: total
 
 
 def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
@@ -821,9 +1038,11 @@ def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
         return None
     if not (accepts(grad_output) or grad_output is None or isinstance(grad_output, (int, float))):
         return None
+    dtype = input.dtype
+    if not (target.dtype == dtype and dtype.isnative):
+        dtype = _native(np.result_type(input, target))
     grads = (GradSpec(1, input.shape, _native(input.dtype)),) if call.req.grad else ()
-    out = run(call, input, target, weight, grad_output,
-              out_dtype=_native(np.result_type(input, target)), grads=grads)
+    out = run(call, input, target, weight, grad_output, out_dtype=dtype, grads=grads)
     if out is None:
         return None
     value, found = out

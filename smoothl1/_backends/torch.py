@@ -43,20 +43,22 @@ def _view(t: object) -> Any:
     """The tensor's values as a zero-copy NumPy array (or BF16 bits); numbers pass; else None."""
     if t is None or isinstance(t, (int, float)):
         return t
-    if (type(t) is not torch.Tensor or t.device.type != "cpu" or t.layout != torch.strided
+    if (type(t) is not torch.Tensor or not t.is_cpu or t.layout is not torch.strided
             or t.is_neg() or t._is_zerotensor()):
         return None
     try:
-        if t.dtype == torch.bfloat16:
-            return blocks.BF16(np.from_dlpack(t.detach().view(torch.int16)).view(np.uint16))
-        return np.from_dlpack(t.detach())
-    except (RuntimeError, BufferError, TypeError, ValueError):  # e.g. torch.func wrappers
+        if t.requires_grad:
+            t = t.detach()
+        if t.dtype is torch.bfloat16:
+            return blocks.BF16(t.view(torch.int16).numpy().view(np.uint16))
+        return t.numpy()
+    except (RuntimeError, TypeError, ValueError):  # e.g. torch.func wrappers
         return None
 
 
 def _tensor(a: Any, dtype: Any) -> torch.Tensor:
     """A NumPy result as a tensor sharing its memory (bfloat16 from its bits)."""
-    if dtype == torch.bfloat16:
+    if dtype is torch.bfloat16:
         return torch.from_numpy(np.asarray(a).view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(np.asarray(a))
 
@@ -66,14 +68,16 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
     """The value and the gradients (+1: input, -1: target) through the NumPy blocks, or None."""
     if torch.compiler.is_compiling():
         return None
-    x, y, w, go = _view(input), _view(target), _view(weight), _view(grad_output)
-    if x is None or y is None or (w is None) != (weight is None) or (
-            go is None) != (grad_output is None):
+    x, y = _view(input), _view(target)
+    if x is None or y is None:
+        return None
+    w, go = _view(weight), _view(grad_output)
+    if (w is None) != (weight is None) or (go is None) != (grad_output is None):
         return None
     specs = tuple(blocks.GradSpec(sign, tuple(a.shape), _DTYPES[a.dtype])
                   for sign, a in zip(grads, [input if s > 0 else target for s in grads],
                                      strict=True))
-    out_dtype = torch.result_type(input, target)
+    out_dtype = input.dtype if input.dtype is target.dtype else torch.result_type(input, target)
     found = blocks.run(call, x, y, w, go, out_dtype=_DTYPES[out_dtype], grads=specs,
                        value=value)
     if found is None:
@@ -95,6 +99,47 @@ def evaluate(req: Request, input: torch.Tensor, target: torch.Tensor, weight: ob
     return _core.evaluate(call, input, target, weight, grad_output)
 
 
+def _forward(call: Call, input: Any, target: Any, weight: Any) -> Any:
+    found = _blocks(call, input, target, weight, None, value=True)
+    if found is not None:
+        return found[0]
+    return _core.evaluate(call, input, target, weight)[0]
+
+
+def _save(ctx: Any, input: Any, target: Any, weight: Any, call: Call, *,
+          forward_mode: bool) -> None:
+    tensor_weight = weight if isinstance(weight, torch.Tensor) else None
+    ctx.save_for_backward(input, target, tensor_weight)
+    if forward_mode:
+        ctx.save_for_forward(input, target, tensor_weight)
+    ctx.weight = None if tensor_weight is not None else weight  # a Python number, or None
+    ctx.call = call
+
+
+def _saved(ctx: Any) -> tuple[Any, Any, Any]:
+    input, target, weight = ctx.saved_tensors
+    return input, target, ctx.weight if weight is None else weight
+
+
+def _backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+    input, target, weight = _saved(ctx)
+    need = tuple(ctx.needs_input_grad[:3])
+    if not torch.is_grad_enabled() and not need[2]:  # no double backward to support
+        found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
+                        grads=(1,) * need[0] + (-1,) * need[1])
+        if found is not None:
+            gs = iter(found[1])
+            return (next(gs) if need[0] else None), (next(gs) if need[1] else None), None, None
+    g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output, need=need)
+    return g_in, g_tg, g_w, None
+
+
+def _jvp(ctx: Any, input_t: Any, target_t: Any, weight_t: Any, *_: Any) -> Any:
+    input, target, weight = _saved(ctx)
+    return _core.value_and_tangent(ctx.call, input, target, weight, input_t, target_t,
+                                   weight_t)[1]
+
+
 class _Loss(torch.autograd.Function):
     """The loss, with reverse-mode derivatives (the variant used under ``torch.compile``)."""
 
@@ -102,53 +147,41 @@ class _Loss(torch.autograd.Function):
 
     @staticmethod
     def forward(input: torch.Tensor, target: torch.Tensor, weight: Any, call: Call) -> Any:
-        found = _blocks(call, input, target, weight, None, value=True)
-        if found is not None:
-            return found[0]
-        return _core.evaluate(call, input, target, weight)[0]
+        return _forward(call, input, target, weight)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        input, target, weight, call = inputs
-        ctx.save_for_backward(input, target, weight if isinstance(weight, torch.Tensor) else None)
-        ctx.weight = weight if not isinstance(weight, torch.Tensor) else None
-        ctx.call = call
+        _save(ctx, *inputs, forward_mode=False)
 
-    @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-        input, target, weight = ctx.saved_tensors
-        if weight is None:
-            weight = ctx.weight
-        need = tuple(ctx.needs_input_grad[:3])
-        if not torch.is_grad_enabled() and not need[2]:  # no double backward to support
-            grads = (1,) * need[0] + (-1,) * need[1]
-            found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
-                            grads=grads)
-            if found is not None:
-                gs = iter(found[1])
-                return (next(gs) if need[0] else None), (next(gs) if need[1] else None), None, None
-        g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output,
-                                         need=need)
-        return g_in, g_tg, g_w, None
+    backward = staticmethod(_backward)
 
 
 class _LossWithJvp(_Loss):
-    """The loss with reverse- and forward-mode derivatives (eager and ``torch.func``)."""
+    """The loss with reverse- and forward-mode derivatives, for ``torch.func`` transforms."""
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        _Loss.setup_context(ctx, inputs, output)
-        weight = inputs[2] if isinstance(inputs[2], torch.Tensor) else None
-        ctx.save_for_forward(inputs[0], inputs[1], weight)
+        _save(ctx, *inputs, forward_mode=True)
+
+    jvp = staticmethod(_jvp)
+
+
+class _EagerLoss(torch.autograd.Function):
+    """The same loss and derivatives for plain eager autograd (no ``torch.func`` transform).
+
+    The old ``forward(ctx, ...)`` style: for a Function with ``setup_context``,
+    ``apply`` binds the arguments with ``inspect.signature`` at every call,
+    about 25 us, more than a small loss costs.
+    """
 
     @staticmethod
-    def jvp(ctx: Any, input_t: Any, target_t: Any, weight_t: Any, *_: Any) -> Any:
-        input, target, weight = ctx.saved_tensors
-        if weight is None:
-            weight = ctx.weight
-        _, out = _core.value_and_tangent(ctx.call, input, target, weight, input_t, target_t,
-                                         weight_t)
-        return out
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: Any,
+                call: Call) -> Any:
+        _save(ctx, input, target, weight, call, forward_mode=True)
+        return _forward(call, input, target, weight)
+
+    backward = staticmethod(_backward)
+    jvp = staticmethod(_jvp)
 
 
 def _validate(req: Request, input: Any, target: Any, weight: Any,
@@ -184,5 +217,10 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -
         if not torch._C._functorch.is_functorch_wrapped_tensor(input) and not (
                 torch._C._functorch.is_functorch_wrapped_tensor(target)):
             return _core.evaluate(call, input, target, weight)[0]
-    fn = _Loss if compiling else _LossWithJvp
+    if compiling:
+        fn: type[torch.autograd.Function] = _Loss
+    elif torch._C._are_functorch_transforms_active():
+        fn = _LossWithJvp
+    else:
+        fn = _EagerLoss
     return fn.apply(input, target, weight, call)  # type: ignore[no-untyped-call]
