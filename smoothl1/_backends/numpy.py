@@ -998,6 +998,9 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
                 totals = _fold([_unit_sums(total, 1, 1, n, 1, ROW)])
             if raw:
                 result = Totals(totals.reshape(1), None)
+            elif req.reduction == "mean":  # torch: the sum, then / N, rounded once
+                result = np.empty(_ints(call.out_shape), out_dtype)
+                np.divide(totals.reshape(result.shape), call.count or 1, out=result)
             else:
                 result = np.empty(_ints(call.out_shape), out_dtype)
                 result[...] = _value_finisher(call, weight, input.dtype.type)(totals, None)

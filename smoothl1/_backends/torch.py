@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd import forward_ad
 
 from .. import _core
 from .._namespace import torch_namespace
@@ -64,9 +65,13 @@ def _tensor(a: Any, dtype: Any) -> torch.Tensor:
 
 
 def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
-            value: bool, grads: tuple[int, ...] = ()) -> tuple[Any, list[Any]] | None:
-    """The value and the gradients (+1: input, -1: target) through the NumPy blocks, or None."""
-    if torch.compiler.is_compiling():
+            value: bool, grads: tuple[int, ...] = (),
+            compiling: bool | None = None) -> tuple[Any, list[Any]] | None:
+    """The value and the gradients (+1: input, -1: target) through the NumPy blocks, or None.
+
+    ``compiling``: whether Dynamo traces this, if the caller knows.
+    """
+    if torch.compiler.is_compiling() if compiling is None else compiling:
         return None
     x, y = _view(input), _view(target)
     if x is None or y is None:
@@ -74,9 +79,9 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
     w, go = _view(weight), _view(grad_output)
     if (w is None) != (weight is None) or (go is None) != (grad_output is None):
         return None
+    args = [input if sign > 0 else target for sign in grads]
     specs = tuple(blocks.GradSpec(sign, tuple(a.shape), _DTYPES[a.dtype])
-                  for sign, a in zip(grads, [input if s > 0 else target for s in grads],
-                                     strict=True))
+                  for sign, a in zip(grads, args, strict=True))
     out_dtype = input.dtype if input.dtype is target.dtype else torch.result_type(input, target)
     found = blocks.run(call, x, y, w, go, out_dtype=_DTYPES[out_dtype], grads=specs,
                        value=value)
@@ -84,8 +89,7 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
         return None
     v, gs = found
     return (None if v is None else _tensor(v, out_dtype),
-            [_tensor(g, a.dtype) for g, a in zip(gs, [input if s > 0 else target
-                                                       for s in grads], strict=True)])
+            [_tensor(g, a.dtype) for g, a in zip(gs, args, strict=True)])
 
 
 def evaluate(req: Request, input: torch.Tensor, target: torch.Tensor, weight: object,
@@ -110,7 +114,7 @@ def _save(ctx: Any, input: Any, target: Any, weight: Any, call: Call, *,
           forward_mode: bool) -> None:
     tensor_weight = weight if isinstance(weight, torch.Tensor) else None
     ctx.save_for_backward(input, target, tensor_weight)
-    if forward_mode:
+    if forward_mode and forward_ad._current_level >= 0:  # tangents are computed now or never
         ctx.save_for_forward(input, target, tensor_weight)
     ctx.weight = None if tensor_weight is not None else weight  # a Python number, or None
     ctx.call = call
@@ -185,20 +189,20 @@ class _EagerLoss(torch.autograd.Function):
 
 
 def _validate(req: Request, input: Any, target: Any, weight: Any,
-              grad_output: Any = None) -> Call:
+              grad_output: Any = None, compiling: bool | None = None) -> Call:
     """:func:`~smoothl1._request.validate`, fit for ``torch.compile``.
 
     Under Dynamo: without its memo, and with the namespace given
     (array-api-compat's lookup is ``lru_cache``d, which Dynamo warns about).
     """
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() if compiling is None else compiling:
         return validate(req, input, target, weight, grad_output, xp=_XP, remember=False)
     return validate(req, input, target, weight, grad_output)
 
 
 def _needs_grad(*tensors: object) -> bool:
     """Whether autograd (reverse or forward mode) may ask for a derivative of the loss."""
-    if torch.autograd.forward_ad._current_level >= 0:  # inside a dual level: forward mode
+    if forward_ad._current_level >= 0:  # inside a dual level: forward mode
         return True
     return torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
@@ -207,11 +211,11 @@ def _needs_grad(*tensors: object) -> bool:
 def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -> Any:
     """The loss of two torch tensors, differentiable with smoothl1's derivatives."""
     compiling = torch.compiler.is_compiling()
-    call = _validate(req, input, target, weight)
+    call = _validate(req, input, target, weight, compiling=compiling)
     if not compiling and not _needs_grad(input, target, weight):
         # nothing to differentiate: no autograd node (torch.func transforms wrap
         # their tensors, which _blocks declines, and always take the Function)
-        found = _blocks(call, input, target, weight, None, value=True)
+        found = _blocks(call, input, target, weight, None, value=True, compiling=False)
         if found is not None:
             return found[0]
         if not torch._C._functorch.is_functorch_wrapped_tensor(input) and not (
