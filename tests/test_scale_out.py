@@ -100,6 +100,33 @@ def test_dask_takes_one_streaming_task_per_chunk(fn, layout, rng):
         assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names), names
 
 
+@pytest.mark.filterwarnings("ignore:Using a target size")
+@pytest.mark.parametrize("layout", ["weighted", "broadcast", "different chunks"])
+@pytest.mark.parametrize(("reduction", "axis"), [("mean", None), ("weighted_mean", 0),
+                                                 ("sum", 1), ("mean", (0, 1)), ("none", None)])
+@pytest.mark.parametrize("fn", FUNCS, ids=lambda f: f.__name__)
+def test_every_call_form_takes_one_task_per_chunk(fn, reduction, axis, layout, rng):
+    """Weights, broadcasting and per-axis reductions go through the NumPy blocks per chunk."""
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    (x, y, w), (lx, ly, lw) = _layout(layout, rng, "float32")
+    if lw is None:
+        w, lw = np.linspace(0, 1, 30, dtype=np.float32), da.from_array(
+            np.linspace(0, 1, 30, dtype=np.float32), chunks=7)
+    kwargs = {"axis": axis} if axis is not None else {}
+    with dask.config.set(scheduler=_no_compute):
+        out = _leaves(fn(lx, ly, 0.5, reduction, weight=lw, **kwargs))
+    expected = _leaves(fn(x, y, 0.5, reduction, weight=w, **kwargs))
+    for o, e in zip(out, expected, strict=True):
+        names = _task_names(o)
+        assert "smoothl1-chunk" in names
+        assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names)
+        got = o.compute(scheduler="threads")
+        assert got.dtype == e.dtype
+        assert got.shape == e.shape
+        np.testing.assert_allclose(got, e, rtol=5e-7, atol=0)
+
+
 @pytest.mark.parametrize("axis", [0, 1, (0, 1)])
 @pytest.mark.parametrize("fn", [smoothl1.huber, smoothl1.huber_grad], ids=lambda f: f.__name__)
 def test_dask_unknown_sizes_reduced_along_an_axis(fn, axis, rng):

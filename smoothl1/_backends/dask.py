@@ -7,26 +7,31 @@ array that runs on any dask scheduler, ``dask.distributed`` clusters included.
 The general path (:mod:`smoothl1._core` on ``array_api_compat.dask.array``)
 would also run lazily, but every array-API operation becomes a task that
 allocates a chunk-sized temporary: about a dozen per chunk for the loss.
-Here each chunk of ``input`` and ``target`` goes through
-:func:`smoothl1._backends.numpy.run` in cache-sized blocks, so a task holds its
-two input chunks, at most one output chunk and a few hundred KiB more:
+Here the chunks of input, target, weight and cotangent that meet (dask lines
+them up, broadcasting included) go through :func:`smoothl1._backends.numpy.run`
+in cache-sized blocks, so a task holds its input chunks, at most one output
+chunk and a few hundred KiB more:
 
-- ``'mean'``/``'sum'``: a float64 total per chunk (``s.d - s.c/2``, see
-  :func:`smoothl1._formulas.dot_terms`), added up by dask's tree reduction in
-  float64 and divided by the element count as an integer (exact beyond 2**31
-  elements), then rounded once to the input's dtype;
-- the gradient: ``norm * slope`` per chunk, with ``norm = 1/N`` for the mean;
+- reductions (any ``axis``): float64 totals per output of the chunk (and, for
+  ``weighted_mean``, of the weights), added up along the reduced axes by dask's
+  tree reduction in float64, then divided by the element count as an integer
+  (exact beyond 2**31 elements) or by the total weight, rounded once;
+- the gradient: ``norm * slope * weight * grad_output`` per chunk, with the
+  mean's ``1/N`` or ``weighted_mean``'s ``1/total weight`` (a lazy reduction of
+  the weights) as a factor;
 - ``value_and_grad``: one task per chunk yields both, so the inputs are read once.
 
-Unknown chunk sizes (after boolean masking) are counted lazily by dask.
-:func:`evaluate` takes the general path for whatever it does not handle —
-weights, broadcasting, per-axis reductions, cotangents that are arrays,
-dtypes other than float32/float64, chunks that are not plain NumPy arrays
-(CuPy, masked) — and those take the general path.
+Unknown chunk sizes (after boolean masking) are counted lazily by dask, for full
+reductions and ``'none'``.  What this module does not take goes the general path:
+a gradient with respect to a broadcast ``input`` (it is a sum over chunks of
+another shape), unknown sizes with per-axis reductions or broadcasting, and
+chunks that are not plain NumPy arrays (CuPy must stay on its device; masked
+chunks keep their masks there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 from functools import partial
@@ -35,13 +40,18 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .. import _core
-from .._request import Request, validate
+from .. import _core, _formulas
+from .._request import Call, Request, validate
 from . import numpy as blocks
 
 __all__ = ["evaluate"]
 
-_DTYPES = (np.float32, np.float64)
+_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def _plain(a: object) -> bool:
+    """A dask array of plain NumPy chunks (not CuPy, not masked)."""
+    return isinstance(a, da.Array) and type(a._meta) is np.ndarray
 
 
 def _same_chunks(a: da.Array, b: da.Array) -> bool:
@@ -55,113 +65,216 @@ def _same_chunks(a: da.Array, b: da.Array) -> bool:
     )
 
 
-def _applies(req: Request, axis: tuple[int, ...] | None, input: Any, target: Any,
-             weight: object, grad_output: object) -> bool:
-    if not (isinstance(input, da.Array) and isinstance(target, da.Array)):
-        return False
-    if weight is not None or req.reduction not in ("mean", "sum", "none"):
-        return False
-    if not (grad_output is None or type(grad_output) in (int, float)):
-        return False
-    if input.dtype not in _DTYPES or target.dtype != input.dtype or input.ndim != target.ndim:
-        return False
-    if not (type(input._meta) is np.ndarray and type(target._meta) is np.ndarray):
-        return False  # CuPy or masked chunks: never move them to the host or drop masks
-    known = not any(math.isnan(n) for n in input.shape + target.shape)
-    if known and input.shape != target.shape:
-        return False  # broadcasting: the general path
-    if not known and not _same_chunks(input, target):
-        return False  # the general path reports what does not match
-    if axis is not None and axis != tuple(range(input.ndim)):
-        return False
-    return bool(input.size != 0)  # NaN (unknown) is not 0
+def _unknown(a: object) -> bool:
+    return isinstance(a, da.Array) and any(math.isnan(n) for n in a.shape)
 
 
-def _chunk(x: np.ndarray, y: np.ndarray, norm: Any = None, *, req: Request,
-           go: float | None) -> tuple[Any, Any]:
-    """One task: ``(total or losses or None, grad or None)`` of a chunk."""
-    x = np.asarray(x, order="C")  # (np.ascontiguousarray would make 0-d arrays 1-d)
-    y = np.asarray(y, order="C")
-    if x.size == 0:  # a chunk emptied by masking
-        zero = np.zeros((), np.float64) if req.reduction != "none" else np.empty_like(x)
-        return (zero if req.value else None, np.empty_like(x) if req.grad else None)
-    scale = 1.0 if norm is None else float(norm)  # a computed NumPy scalar here
-    call = validate(req, x, y, None, go, warn=False)
+def _applies(call: Call, input: Any, target: Any, weight: object,
+             grad_output: object) -> bool:
+    req = call.req
+    if not (_plain(input) and _plain(target)):
+        return False
+    if input.dtype not in _DTYPES or target.dtype not in _DTYPES:
+        return False
+    for extra in (weight, grad_output):
+        if not (extra is None or isinstance(extra, (int, float)) or _plain(extra)
+                or isinstance(extra, np.ndarray)):
+            return False
+    if req.grad and call.in_shape != call.loss_shape:
+        return False  # a broadcast input's gradient sums over chunks of the loss
+    unknown = any(_unknown(a) for a in (input, target, weight, grad_output))
+    if unknown:  # only the forms whose counting is lazy here, and chunks that meet
+        whole = call.axis is None or len(call.axis) == len(call.loss_shape)
+        if not (whole or req.reduction == "none") or not _same_chunks(input, target):
+            return False
+        if not (weight is None or isinstance(weight, (int, float))
+                or (isinstance(weight, da.Array) and _same_chunks(input, weight))):
+            return False
+        if not (grad_output is None or isinstance(grad_output, (int, float))):
+            return False
+    return bool(input.size != 0) and bool(target.size != 0)  # NaN (unknown) is not 0
+
+
+def _squeezed(a: Any, loss_shape: tuple[Any, ...]) -> tuple[Any, tuple[int, ...],
+                                                             tuple[bool, ...]]:
+    """An operand without the length-1 axes it broadcasts along: (array, index, where).
+
+    Returns the array, its blockwise index and where it had those axes
+    (blockwise lines up equal indices; a length-1 axis that broadcasts against
+    a longer one is dropped here and put back in the task.)
+    """
+    if not isinstance(a, da.Array):
+        a = da.asarray(a)
+    ndim = len(loss_shape)
+    lead = ndim - a.ndim
+    ones = tuple(i < lead or (a.shape[i - lead] == 1 and loss_shape[i] != 1)
+                 for i in range(ndim))
+    keep = [i - lead for i in range(lead, ndim) if not ones[i]]
+    if len(keep) != a.ndim:
+        a = a.reshape(tuple(a.shape[i] for i in keep)) if keep else a.reshape(())
+    return a, tuple(i for i in range(ndim) if not ones[i]), ones
+
+
+def _restore(chunk: Any, ones: tuple[bool, ...]) -> np.ndarray:
+    """A chunk with its length-1 axes back (a view)."""
+    shape, it = [], iter(np.shape(chunk))
+    for one in ones:
+        shape.append(1 if one else next(it))
+    return np.asarray(chunk).reshape(shape)
+
+
+def _task(*chunks: Any, req: Request, layout: tuple[tuple[bool, ...] | None, ...],
+          numbers: tuple[Any, ...], norm: Any, reduced: tuple[int, ...]) -> tuple[Any, Any]:
+    """One task: ``(totals or losses or None, gradient or None)`` of the chunks that meet.
+
+    ``layout`` says, for input, target, weight, cotangent and the per-output
+    gradient factor, where each array chunk had its length-1 axes (None: the
+    value is a number in ``numbers``).
+    """
+    it = iter(chunks)
+    x, y, w, go, factor = (_restore(next(it), ones) if ones is not None else number
+                           for ones, number in zip(layout, numbers, strict=True))
+    if factor is None:
+        factor = norm  # the gradient's factor is a number
+    if np.size(x) == 0 or np.size(y) == 0:  # a chunk emptied by masking
+        shape = np.broadcast_shapes(np.shape(x), np.shape(y))
+        empty = np.zeros(tuple(1 if i in reduced else n for i, n in enumerate(shape)))
+        return (blocks.Totals(empty, empty if w is not None else None)
+                if req.reduction != "none" else np.empty(shape, np.result_type(x, y)),
+                np.zeros(np.shape(x), x.dtype) if req.grad else None)
+    # the chunk's cotangent comes with the reduced axes kept (as length 1)
+    call = validate(dataclasses.replace(req, keepdims=True), x, y, w, go if req.grad else None,
+                    warn=False)
     grads = (blocks.GradSpec(1, x.shape, x.dtype),) if req.grad else ()
-    found = blocks.run(call, x, y, None, go, out_dtype=x.dtype, grads=grads, threads=1,
-                       norm=scale if req.grad else None, raw=True)
+    found = blocks.run(call, x, y, w, go, out_dtype=np.result_type(x, y), grads=grads,
+                       threads=1, norm=factor if req.grad else None, raw=True)
     assert found is not None
     value, gs = found
-    if isinstance(value, blocks.Totals):
-        value = value.loss.reshape(())
     return value, (gs[0] if gs else None)
 
 
-def _ones(ndim: int) -> tuple[int, ...]:
-    return (1,) * ndim
-
-
-def _total_block(pair: tuple[Any, ...], ndim: int) -> np.ndarray:
-    return np.reshape(np.asarray(pair[0], dtype=np.float64), _ones(ndim))
+def _part(pair: tuple[Any, ...], which: str) -> Any:
+    return getattr(pair[0], which)
 
 
 def _size_block(a: np.ndarray) -> np.ndarray:
-    return np.full(_ones(a.ndim), a.size, dtype=np.int64)
+    return np.full((1,) * a.ndim, a.size, dtype=np.int64)
 
 
 def evaluate(req: Request, input: Any, target: Any, weight: object,
              grad_output: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as lazy dask arrays: per chunk where that applies, else the general path."""
     call = validate(req, input, target, weight, grad_output)
-    if not _applies(req, call.axis, input, target, weight, grad_output):
+    if not _applies(call, input, target, weight, grad_output):
         return _core.evaluate(call, input, target, weight, grad_output)
-    ndim, dtype = input.ndim, input.dtype
-    reduced = req.reduction != "none"
-    n = input.size
-    known = not math.isnan(n)
-    ind = tuple(range(ndim))
-    args: list[Any] = [input, ind, target, ind]
-    count: Any = int(n) if known else None
-    if not known and req.reduction == "mean":
+    ndim = len(call.loss_shape)
+    out_dtype = np.result_type(input.dtype, target.dtype)
+    reduced = call.reduced_axes
+    kept_shape = call.kept_shape
+    loss_shape = call.loss_shape
+    known = all(n is not None for n in loss_shape)
+    count: Any = call.count
+    if req.reduction in ("mean", "weighted_mean") and count is None:
         # unknown sizes (boolean masks): the element count, counted lazily per chunk
         sizes = da.map_blocks(_size_block, input, chunks=tuple((1,) * len(c) for c in
                                                                input.chunks),
-                              dtype=np.int64, meta=np.empty(_ones(ndim), np.int64))
+                              dtype=np.int64, meta=np.empty((1,) * ndim, np.int64))
         count = da.sum(sizes, dtype=np.int64)
-    norm: Any = 1.0
-    if req.grad and req.reduction == "mean":
-        if known:
-            norm = 1.0 / count if count > 1 else 1.0
-        else:  # the task's third argument
-            norm = 1.0 / da.maximum(count, 1)  # 1 for one element (or none)
-            args += [norm, ()]
-    go = None if grad_output is None else float(grad_output)  # type: ignore[arg-type]
-    # a known 1/N is a constant of the task; a lazy one is its third argument
-    if isinstance(norm, float):
-        task = partial(_chunk, norm=norm, req=req, go=go)
-    else:
-        task = partial(_chunk, req=req, go=go)
-    pairs = da.blockwise(task, ind, *args, dtype=dtype, meta=np.empty((0,) * ndim, dtype),
-                         token="smoothl1-chunk")
+
+    # the gradient's factor: a number, or a lazy array per output
+    norm: Any = None
+    factor_array = None
+    if req.grad:
+        norm = 1.0
+        if req.reduction == "mean":
+            if isinstance(count, int):
+                norm = _formulas.mean_scale(count)
+            else:
+                factor_array = 1.0 / da.maximum(count, 1)  # 1 for one element (or none)
+        elif req.reduction == "weighted_mean":
+            factor_array = _inverse_total_weight(call, weight, input, count)
+        if factor_array is not None and factor_array.ndim == 0:
+            factor_array = factor_array.reshape((1,) * ndim)
+    go: Any = grad_output if req.grad else None
+    if not (go is None or isinstance(go, (int, float)) or req.reduction == "none"):
+        # a cotangent per result: broadcast over what it reduces
+        go = da.broadcast_to(da.asarray(go), call.out_shape).reshape(kept_shape)
+    args: list[Any] = []
+    layout: list[tuple[bool, ...] | None] = []
+    numbers: list[Any] = []
+    for a in (input, target, weight, go, factor_array):
+        if a is None or isinstance(a, (int, float)):
+            layout.append(None)
+            numbers.append(a)
+            continue
+        squeezed, index, ones = _squeezed(a, loss_shape)
+        args += [squeezed, index]
+        layout.append(ones)
+        numbers.append(None)
+    ind = tuple(range(ndim))
+    task = partial(_task, req=req, layout=tuple(layout), numbers=tuple(numbers), norm=norm,
+                   reduced=reduced)
+    meta = np.empty((0,) * ndim, out_dtype)
+    pairs = da.blockwise(task, ind, *args, dtype=out_dtype, meta=meta, token="smoothl1-chunk",
+                         align_arrays=True)
     grad = None
     if req.grad:
-        grad = da.map_blocks(operator.itemgetter(1), pairs, dtype=dtype,
-                             meta=np.empty((0,) * ndim, dtype), token="smoothl1-grad")
+        grad = da.map_blocks(operator.itemgetter(1), pairs, dtype=input.dtype,
+                             meta=np.empty((0,) * ndim, input.dtype), token="smoothl1-grad")
     value = None
-    if req.value and not reduced:
-        value = da.map_blocks(operator.itemgetter(0), pairs, dtype=dtype,
-                              meta=np.empty((0,) * ndim, dtype), token="smoothl1-loss")
+    if req.value and req.reduction == "none":
+        value = da.map_blocks(operator.itemgetter(0), pairs, dtype=out_dtype, meta=meta,
+                              token="smoothl1-loss")
     elif req.value:
-        per_chunk = tuple((1,) * len(c) for c in pairs.chunks)
-        totals = da.map_blocks(_total_block, pairs, ndim, chunks=per_chunk, dtype=np.float64,
-                               meta=np.empty(_ones(ndim), np.float64), token="smoothl1-total")
-        total = da.sum(totals, dtype=np.float64)
-        if req.reduction == "mean":
-            if known:
-                total = total / count  # a float64 total over an exact count, even past 2**31
-            else:  # NaN if nothing is left, as torch's mean of nothing
-                total = da.where(count == 0, np.nan, total / da.maximum(count, 1))
-        value = total.astype(dtype)
-        if req.keepdims:
-            value = da.reshape(value, _ones(ndim))
+        value = _reduced_value(call, pairs, reduced, count, weight, known, out_dtype)
     return value, grad
+
+
+def _partials(pairs: Any, which: str, reduced: tuple[int, ...]) -> Any:
+    """The float64 totals of every chunk, one per output of the chunk, summed over the grid."""
+    chunks = tuple((1,) * len(c) if i in reduced else c for i, c in enumerate(pairs.chunks))
+    part = da.map_blocks(_part, pairs, which, chunks=chunks, dtype=np.float64,
+                         meta=np.empty((0,) * pairs.ndim, np.float64),
+                         token=f"smoothl1-{which}")
+    return da.sum(part, axis=reduced, keepdims=True, dtype=np.float64)
+
+
+def _reduced_value(call: Call, pairs: Any, reduced: tuple[int, ...], count: Any, weight: Any,
+                   known: bool, out_dtype: Any) -> Any:
+    total = _partials(pairs, "loss", reduced)
+    if call.req.reduction == "mean":
+        if isinstance(count, int):
+            total = total / count  # a float64 total over an exact count, even past 2**31
+        else:  # NaN if nothing is left, as torch's mean of nothing
+            total = da.where(count == 0, np.nan, total / da.maximum(count, 1))
+    elif call.req.reduction == "weighted_mean":
+        if isinstance(weight, (da.Array, np.ndarray)):
+            divisor = _partials(pairs, "weight", reduced)
+        else:  # no weight, or a number
+            divisor = (1.0 if weight is None else float(weight)) * count
+        zero = divisor == 0  # NaN there, without dividing by zero (NumPy would warn)
+        total = da.where(zero, np.nan, total / da.where(zero, 1.0, divisor))
+    value = total.astype(out_dtype)
+    if not call.req.keepdims:
+        value = value.reshape(call.out_shape) if known else da.squeeze(value, axis=reduced)
+    return value
+
+
+def _inverse_total_weight(call: Call, weight: Any, input: Any, count: Any) -> Any:
+    """weighted_mean's gradient factor: 1/(sum of the broadcast weights) per output, lazily."""
+    work = np.float64 if call.formula.bits == 64 else np.float32
+    reduced = call.reduced_axes
+    if weight is None or isinstance(weight, (int, float)):
+        total = (1.0 if weight is None else float(weight)) * count
+        total = da.asarray(total, dtype=np.float64).reshape((1,) * len(call.loss_shape))
+    elif _unknown(weight):  # then a full reduction, and the weight has the input's chunks
+        total = da.sum(weight, dtype=np.float64).reshape((1,) * len(call.loss_shape))
+    else:
+        w = da.asarray(weight)
+        w = w.reshape((1,) * (len(call.loss_shape) - w.ndim) + w.shape)
+        own = tuple(i for i in reduced if w.shape[i] != 1)
+        repeats = math.prod(int(call.loss_shape[i] or 1) for i in reduced if w.shape[i] == 1)
+        total = da.sum(w, axis=own, keepdims=True, dtype=np.float64) * repeats
+    t = total.astype(work)
+    zero = t == 0  # NaN there, without dividing by zero (NumPy would warn)
+    return da.where(zero, work(np.nan), work(1.0) / da.where(zero, work(1.0), t)).astype(work)

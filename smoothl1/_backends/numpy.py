@@ -490,9 +490,9 @@ def _reduced_boxes(u: _Units, group: int, limit: int) -> Iterator[tuple[Index, i
 
 @dataclass
 class Totals:
-    """Float64 totals of a reduced pass, per output in the layout's kept order."""
+    """Float64 totals of a reduction per output: the kept shape, reduced axes as length 1."""
 
-    loss: np.ndarray  # (outputs,)
+    loss: np.ndarray
     weight: np.ndarray | None  # the summed broadcast weights (weighted_mean), or None
 
 
@@ -835,7 +835,7 @@ def _safe_inverse(total: Any, work: type) -> Any:
 
 def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         out_dtype: Out, grads: tuple[GradSpec, ...] = (), value: bool | None = None,
-        threads: int | None = None, norm: float | None = None,
+        threads: int | None = None, norm: Any = None,
         raw: bool = False) -> tuple[Any, list[Any]] | None:
     """The value and the gradients ``grads``; ``None`` for empty arrays.
 
@@ -919,8 +919,11 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         _run_pass(job, lay, _block_elements(job, itemsize, threads), threads, sink)
         if none_value is not None:
             result = _logical(none_value, lay, loss_shape)
-        elif sink is not None and raw:
-            result = Totals(sink.loss, sink.weight)
+        elif sink is not None and raw:  # per output, the reduced axes kept as length 1
+            kept1 = _ints(call.kept_shape)
+            result = Totals(_logical_kept(sink.loss, lay, kept1),
+                            None if sink.weight is None else
+                            _logical_kept(sink.weight, lay, kept1))
         elif sink is not None:
             result = _logical_kept(sink.out, lay, _ints(call.out_shape))
         for gs, (out, _) in zip(elementwise, outs, strict=True):
@@ -997,7 +1000,7 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
             else:  # units of ROW, one group
                 totals = _fold([_unit_sums(total, 1, 1, n, 1, ROW)])
             if raw:
-                result = Totals(totals.reshape(1), None)
+                result = Totals(totals.reshape(_ints(call.kept_shape)), None)
             elif req.reduction == "mean":  # torch: the sum, then / N, rounded once
                 result = np.empty(_ints(call.out_shape), out_dtype)
                 np.divide(totals.reshape(result.shape), call.count or 1, out=result)
