@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--repeats", type=int, default=7, help="round-robin samples")
     bench.add_argument("--accuracy", type=int, default=26, metavar="LOG2N",
                        help="check the float32 mean at N = 2**LOG2N (0: skip; default 26)")
+    bench.add_argument("--forms", type=int, default=24, metavar="LOG2N",
+                       help="the call-form table (weights, axes, broadcasting, 'none', float16, "
+                       "strides, small torch calls) at N = 2**LOG2N (0: skip; default 24)")
     bench.add_argument("--out", default="benchmark-results", help="results folder")
     bench.add_argument("--quick", action="store_true",
                        help="tiny sizes, one dtype, three samples: a smoke test (CI)")
@@ -94,8 +97,10 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = b.Config(log2_sizes=b.sizes(args.sizes), dtypes=tuple(args.dtypes.split(",")),
                    ops=tuple(args.ops.split(",")), repeats=args.repeats,
                    accuracy_log2=args.accuracy or None)
+    forms_log2 = args.forms
     if args.quick:
         cfg.log2_sizes, cfg.dtypes, cfg.repeats, cfg.accuracy_log2 = (8, 12), ("float32",), 3, 16
+        forms_log2 = min(forms_log2, 12) if forms_log2 else 0
     unknown = set(cfg.ops) - set(b.OPS)
     if unknown:
         print(f"unknown --ops {sorted(unknown)}; choose from {', '.join(b.OPS)}")
@@ -106,6 +111,21 @@ def _bench(args: argparse.Namespace) -> int:
         print(line)
     for path in b.write_outputs(report, Path(args.out)):
         print(f"wrote {path}")
+    if forms_log2:
+        import json
+        from dataclasses import asdict
+
+        from . import _benchmark_forms as forms
+
+        n = 1 << forms_log2
+        print(f"\ncall forms at N = 2^{forms_log2}:")
+        results = forms.run(n, repeats=3 if args.quick else args.repeats)
+        table = forms.markdown(results, n)
+        print("\n" + table)
+        out = Path(args.out)
+        (out / "forms.md").write_text(table + "\n")
+        (out / "forms.json").write_text(json.dumps([asdict(r) for r in results], indent=1) + "\n")
+        print(f"wrote {out / 'forms.md'}\nwrote {out / 'forms.json'}")
     return 0
 
 

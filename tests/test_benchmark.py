@@ -75,6 +75,31 @@ def test_command_line_quick_run(tmp_path):
     assert (tmp_path / "results.md").exists()
 
 
+def test_call_forms_are_checked_measured_and_tabled():
+    from smoothl1 import _benchmark_forms as forms
+
+    results = forms.run(1 << 12, repeats=2, min_sample_seconds=1e-4, log=lambda line: None)
+    seen = {(r.form, r.dtype) for r in results}
+    assert seen == {(f.name, d) for f in forms.FORMS for d in f.dtypes}
+    for form, dtype in seen:
+        got = {r.contender for r in results if (r.form, r.dtype) == (form, dtype)}
+        assert got == {"smoothl1 (NumPy)", "smoothl1 (torch CPU)", "torch",
+                       "plain array-API (NumPy)"}
+    assert all(r.seconds > 0 and len(r.samples) == 2 for r in results)
+    table = forms.markdown(results, 1 << 12)
+    assert table.count("\n| ") == len(seen) + 1  # a row per form and dtype, and the header
+    assert "| weight=, Huber mean | float32 |" in table
+
+
+def test_a_wrong_call_form_contender_is_refused(monkeypatch):
+    from smoothl1 import _benchmark_forms as forms
+
+    real = forms._plain
+    monkeypatch.setattr(forms, "_plain", lambda *a: (lambda: real(*a)() * 1.01))
+    with pytest.raises(AssertionError, match="relative error"):
+        forms.run(1 << 12, repeats=1, forms=forms.FORMS[:1], log=lambda line: None)
+
+
 def test_sizes_spec():
     assert bench.sizes("10:16:2") == (10, 12, 14, 16)
     assert bench.sizes("20,24") == (20, 24)
