@@ -99,8 +99,8 @@ def test_forward_and_backward_match_the_general_path(general, form, reduction, d
     # elementwise results are torch's bits in float32/float64 (half precisions: computed in
     # float32 and rounded once on both paths); reductions within a few ulps
     exact = reduction == "none" and dtype in (torch.float32, torch.float64)
-    _close(ours[0], want[0], exact=exact or dtype in (torch.float16, torch.bfloat16)
-           and reduction == "none")
+    _close(ours[0], want[0], exact=exact or (dtype in (torch.float16, torch.bfloat16)
+           and reduction == "none"))
     summed = xs != ys or reduction == "weighted_mean"
     _close(ours[1], want[1], exact=not summed and dtype in (torch.float32, torch.float64))
     _close(ours[2], want[2], exact=not summed and dtype in (torch.float32, torch.float64))
