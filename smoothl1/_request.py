@@ -236,10 +236,15 @@ def _check(req: Request, input: Array, target: Array, weight: object, grad_outpu
     )
 
 
+#: Array types whose ``shape`` is always a tuple of ints (outside tracing): a backend
+#: adds its own when it is imported (torch's ``Tensor``; ``torch.Size`` is a tuple).
+EXACT_TYPES: set[type] = {np.ndarray}
+
+
 def _signature(value: object) -> object:
     """What validation depends on in an argument: its type, dtype and shape."""
-    if type(value) is np.ndarray:  # the commonest case, first
-        return (np.ndarray, value.dtype, value.shape)
+    if type(value) in EXACT_TYPES:  # the commonest cases, first
+        return (type(value), value.dtype, value.shape)  # type: ignore[attr-defined]
     if _is_scalar(value):
         return type(value)
     shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)

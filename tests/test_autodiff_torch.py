@@ -129,6 +129,10 @@ def test_streamed_backward_gives_the_gradients_asked_for(monkeypatch, which):
     xs, ys = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
     smoothl1.smooth_l1(xs, ys, beta=0.5).backward()
     signs = {"input": (1,), "target": (-1,), "both": (1, -1)}[which]
+    assert calls == [(True, signs)]  # small: the gradients are computed with the loss
+    calls.clear()
+    xn, yn = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
+    smoothl1.smooth_l1(xn, yn, beta=0.5, reduction="none").backward(torch.ones_like(xn))
     assert calls == [(True, ()), (False, signs)]  # forward, then backward
     xr, yr = x.clone().requires_grad_(which != "target"), y.clone().requires_grad_(which != "input")
     F.smooth_l1_loss(xr, yr, beta=0.5).backward()

@@ -81,17 +81,13 @@ def test_forward_and_backward_match_the_general_path(general, form, reduction, d
         gx, gy = torch.autograd.grad(out, (xr, yr), torch.ones_like(out))
         return out, gx, gy
 
-    calls = []
-    real = blocks.run
+    def general_path(*args, **kwargs):
+        raise AssertionError("the general path was taken")
 
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(blocks, "run", spy)
+    with pytest.MonkeyPatch.context() as m:  # forward and backward through the blocks only
+        m.setattr(backend._core, "evaluate", general_path)
+        m.setattr(backend._core, "backward", general_path)
         ours = both()
-    assert len(calls) == 2  # forward and backward through the blocks
     want = general(both)
     for a, b in zip(ours, want, strict=True):
         assert a.dtype == b.dtype
@@ -104,6 +100,34 @@ def test_forward_and_backward_match_the_general_path(general, form, reduction, d
     summed = xs != ys or reduction == "weighted_mean"
     _close(ours[1], want[1], exact=not summed and dtype in (torch.float32, torch.float64))
     _close(ours[2], want[2], exact=not summed and dtype in (torch.float32, torch.float64))
+
+
+@pytest.mark.parametrize("n", [1000, backend.PRECOMPUTE + 1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_small_losses_compute_the_gradient_with_the_loss(n, reduction):
+    """Up to PRECOMPUTE elements the forward pass computes the gradient too (the backward
+    multiplies it by the cotangent); above, the backward reads the inputs again.  Both give
+    torch's gradient, also for a second backward through a retained graph."""
+    x, y = _data((n,), torch.float32), _data((n,), torch.float32, seed=1)
+    calls = []
+    real = blocks.run
+
+    def spy(*args, **kwargs):
+        calls.append(len(kwargs["grads"]))
+        return real(*args, **kwargs)
+
+    xr = x.clone().requires_grad_()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(blocks, "run", spy)
+        out = smoothl1.smooth_l1(xr, y, 0.5, reduction)
+        out.backward(retain_graph=True)
+        first = xr.grad.clone()
+        out.backward()  # accumulates: exactly twice the first
+    assert calls == ([1] if n <= backend.PRECOMPUTE else [0, 1, 1])
+    xt = x.clone().requires_grad_()
+    (gt,) = torch.autograd.grad(F.smooth_l1_loss(xt, y, beta=0.5, reduction=reduction), xt)
+    np.testing.assert_array_max_ulp(first.numpy(), gt.numpy(), maxulp=1)
+    np.testing.assert_array_equal(xr.grad.numpy(), (2 * first).numpy())
 
 
 def test_bfloat16_is_computed_in_float32_and_rounded_once():

@@ -979,6 +979,18 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
     """
     req = call.req
     reducing = want_value and req.reduction != "none"
+    if reducing and not grads and not raw and weight is None and input.size <= ROW and (
+            req.reduction in ("mean", "sum")):
+        # the commonest small call, a plain mean or sum: the same steps as _compute, inline
+        f, xp = call.formula, _XP
+        with np.errstate(all="ignore"):
+            d = input - target
+            c = _formulas.clamp(xp, f, d)
+            losses = _formulas.factored_loss(xp, f, d, c, _formulas.slope(xp, f, d, c))
+            total = np.add.reduce(losses, axis=None, dtype=np.float64).item()
+            if req.reduction == "mean":
+                total /= call.count or 1
+            return np.array(total, dtype=out_dtype).reshape(_ints(call.out_shape)), []
     outs = tuple((np.empty(input.shape, gs.dtype), gs.sign) for gs in grads)
     factor: Any = norm
     if factor is None and grads:
@@ -1001,9 +1013,9 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
                 totals = _fold([_unit_sums(total, 1, 1, n, 1, ROW)])
             if raw:
                 result = Totals(totals.reshape(_ints(call.kept_shape)), None)
-            elif req.reduction == "mean":  # torch: the sum, then / N, rounded once
-                result = np.empty(_ints(call.out_shape), out_dtype)
-                np.divide(totals.reshape(result.shape), call.count or 1, out=result)
+            elif req.reduction in ("mean", "sum"):  # torch: the sum, then / N, rounded once
+                value = totals.item() / (call.count or 1 if req.reduction == "mean" else 1)
+                result = np.array(value, dtype=out_dtype).reshape(_ints(call.out_shape))
             else:
                 result = np.empty(_ints(call.out_shape), out_dtype)
                 result[...] = _value_finisher(call, weight, input.dtype.type)(totals, None)

@@ -30,8 +30,11 @@ from torch.autograd import forward_ad
 
 from .. import _core
 from .._namespace import torch_namespace
-from .._request import Call, Request, validate
+from .._request import EXACT_TYPES, Call, Request, validate
 from . import numpy as blocks
+
+# (Dynamo's symbolic sizes never reach the memo: it is off under torch.compile.)
+EXACT_TYPES.add(torch.Tensor)
 
 __all__ = ["evaluate", "loss"]
 
@@ -126,8 +129,13 @@ def _saved(ctx: Any) -> tuple[Any, Any, Any]:
 
 
 def _backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
-    input, target, weight = _saved(ctx)
     need = tuple(ctx.needs_input_grad[:3])
+    ready = getattr(ctx, "grads", None)
+    if ready is not None and not torch.is_grad_enabled():  # computed with the loss
+        it = iter(ready)  # torch's order: (norm * derivative [* weight]) * grad_output
+        return ((next(it) * grad_output) if need[0] else None,
+                (next(it) * grad_output) if need[1] else None, None, None)
+    input, target, weight = _saved(ctx)
     if not torch.is_grad_enabled() and not need[2]:  # no double backward to support
         found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
                         grads=(1,) * need[0] + (-1,) * need[1])
@@ -170,6 +178,23 @@ class _LossWithJvp(_Loss):
     jvp = staticmethod(_jvp)
 
 
+#: Elements up to which the eager Function computes a full reduction's gradient with
+#: the loss, in the same pass: its backward is then one multiplication by the cotangent
+#: (the per-call cost of small losses in training loops).  Above it the backward reads
+#: input and target again instead of holding a gradient from forward to backward.
+PRECOMPUTE = 1 << 15
+
+_EXACT = (torch.float32, torch.float64)
+
+
+def _precomputable(ctx: Any, input: Any, target: Any, weight: Any, call: Call) -> bool:
+    need = ctx.needs_input_grad
+    return (input.numel() <= PRECOMPUTE and (need[0] or need[1]) and not need[2]
+            and call.axis is None and call.req.reduction != "none"
+            and input.dtype in _EXACT and target.dtype is input.dtype
+            and forward_ad._current_level < 0)
+
+
 class _EagerLoss(torch.autograd.Function):
     """The same loss and derivatives for plain eager autograd (no ``torch.func`` transform).
 
@@ -182,6 +207,13 @@ class _EagerLoss(torch.autograd.Function):
     def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: Any,
                 call: Call) -> Any:
         _save(ctx, input, target, weight, call, forward_mode=True)
+        if _precomputable(ctx, input, target, weight, call):
+            need = ctx.needs_input_grad
+            found = _blocks(call, input, target, weight, None, value=True,
+                            grads=(1,) * need[0] + (-1,) * need[1], compiling=False)
+            if found is not None:
+                ctx.grads = found[1]
+                return found[0]
         return _forward(call, input, target, weight)
 
     backward = staticmethod(_backward)
