@@ -117,14 +117,20 @@ def test_every_call_form_takes_one_task_per_chunk(fn, reduction, axis, layout, r
     with dask.config.set(scheduler=_no_compute):
         out = _leaves(fn(lx, ly, 0.5, reduction, weight=lw, **kwargs))
     expected = _leaves(fn(x, y, 0.5, reduction, weight=w, **kwargs))
-    for o, e in zip(out, expected, strict=True):
+    elementwise = [reduction == "none", reduction != "weighted_mean"]  # value, gradient
+    if fn in (smoothl1.smooth_l1_grad, smoothl1.huber_grad):
+        elementwise = elementwise[1:]
+    for o, e, exact in zip(out, expected, elementwise, strict=False):
         names = _task_names(o)
         assert "smoothl1-chunk" in names
         assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names)
         got = o.compute(scheduler="threads")
         assert got.dtype == e.dtype
         assert got.shape == e.shape
-        np.testing.assert_allclose(got, e, rtol=5e-7, atol=0)
+        if exact:  # the same blocks, per chunk: torch's bits
+            np.testing.assert_array_equal(got, e)
+        else:  # float64 totals added per chunk, then across chunks
+            np.testing.assert_allclose(got, e, rtol=5e-7, atol=0)
 
 
 @pytest.mark.parametrize("axis", [0, 1, (0, 1)])
