@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from types import ModuleType
 
 import numpy as np
@@ -33,3 +34,24 @@ def xp(request: pytest.FixtureRequest) -> ModuleType:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def our_warnings():
+    """Filter recorded warnings down to those issued from smoothl1's or array-api-compat's files.
+
+    By the files' folders, not their names: a clone named ``smoothl1`` holds torch's own
+    files under ``smoothl1/.venv``, and their deprecation notices are torch's business.
+    """
+    import array_api_compat
+
+    import smoothl1
+
+    folders = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+                    for m in (smoothl1, array_api_compat))
+
+    def ours(caught: list[warnings.WarningMessage]) -> list[str]:
+        return [str(w.message) for w in caught
+                if os.path.abspath(w.filename).startswith(folders)]
+
+    return ours

@@ -19,7 +19,6 @@ imported on first use.  The arguments are checked once, by
 
 from __future__ import annotations
 
-import importlib
 import sys
 from types import ModuleType
 from typing import Any
@@ -32,29 +31,26 @@ from . import numpy as _numpy
 __all__ = ["evaluate", "loss"]
 
 
-#: (framework module, its array type's attribute, our backend module) in the order
-#: tried; the backend is imported on first use.
-_FRAMEWORKS = (("torch", "Tensor", "torch"), ("jax", "Array", "jax"),
-               ("dask.array", "Array", "dask"))
-_LOADED: dict[str, ModuleType] = {}
-
-
 def _framework(input: Array, target: Array) -> ModuleType | None:
     """The backend module for two arrays of one framework, or ``None``.
 
     Only when *both* arrays belong to it: mixed inputs take the general path,
-    whose validation reports them clearly.
+    whose validation reports them clearly.  (Plain ``import`` statements, which
+    Dynamo traces; ``importlib`` would break the graph.)
     """
-    for module, attr, name in _FRAMEWORKS:
-        framework = sys.modules.get(module)
-        if framework is None:
-            continue
-        kind = getattr(framework, attr)
-        if isinstance(input, kind) and isinstance(target, kind):
-            backend = _LOADED.get(name)
-            if backend is None:
-                backend = _LOADED[name] = importlib.import_module(f"{__name__}.{name}")
-            return backend
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor):
+        from . import torch as backend
+        return backend
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(input, jax.Array) and isinstance(target, jax.Array):
+        from . import jax as backend  # type: ignore[no-redef]
+        return backend
+    dask_array = sys.modules.get("dask.array")
+    if (dask_array is not None and isinstance(input, dask_array.Array)
+            and isinstance(target, dask_array.Array)):
+        from . import dask as backend  # type: ignore[no-redef]
+        return backend
     return None
 
 

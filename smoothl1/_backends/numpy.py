@@ -979,18 +979,30 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
     """
     req = call.req
     reducing = want_value and req.reduction != "none"
-    if reducing and not grads and not raw and weight is None and input.size <= ROW and (
-            req.reduction in ("mean", "sum")):
-        # the commonest small call, a plain mean or sum: the same steps as _compute, inline
+    if (not raw and weight is None and norm is None and input.size <= ROW
+            and req.reduction in ("mean", "sum") and (reducing or (grads and not want_value))):
+        # the commonest small calls, a plain mean or sum and/or its gradient: the steps of
+        # _compute, inline (the gradient in torch's order: norm * derivative * grad_output)
         f, xp = call.formula, _XP
         with np.errstate(all="ignore"):
             d = input - target
             c = _formulas.clamp(xp, f, d)
-            losses = _formulas.factored_loss(xp, f, d, c, _formulas.slope(xp, f, d, c))
-            total = np.add.reduce(losses, axis=None, dtype=np.float64).item()
-            if req.reduction == "mean":
-                total /= call.count or 1
-            return np.array(total, dtype=out_dtype).reshape(_ints(call.out_shape)), []
+            slope = _formulas.slope(xp, f, d, c)
+            value: Any = None
+            if reducing:
+                losses = _formulas.factored_loss(xp, f, d, c, slope)
+                total = np.add.reduce(losses, axis=None, dtype=np.float64).item()
+                if req.reduction == "mean":
+                    total /= call.count or 1
+                value = np.array(total, dtype=out_dtype).reshape(_ints(call.out_shape))
+            found = []
+            if grads:
+                scale = _formulas.mean_scale(call.count or 1) if req.reduction == "mean" else 1.0
+                g = slope * scale if scale != 1.0 else slope
+                if grad_output is not None:
+                    g = g * grad_output
+                found = [g if gs.sign > 0 else -g for gs in grads]
+            return value, found
     outs = tuple((np.empty(input.shape, gs.dtype), gs.sign) for gs in grads)
     factor: Any = norm
     if factor is None and grads:
