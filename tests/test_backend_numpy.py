@@ -218,6 +218,35 @@ def test_weights_of_any_dtype(small_blocks, wdtype):
         assert_same(g, wg, reduced=reduction == "weighted_mean")
 
 
+@pytest.mark.parametrize("n", [1, 7, 4096, 4097, 16384])
+@pytest.mark.parametrize("fn", ["smooth_l1", "huber", "smooth_l1_grad", "smooth_l1_value_and_grad",
+                                "huber_value_and_grad"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "weighted_mean"])
+def test_the_small_call_lane_gives_the_bits_of_the_blocks(monkeypatch, n, fn, reduction):
+    """Small calls skip the layout and the block loop; the numbers are the same, bit for bit."""
+    x, y = _data((n,), np.float32, seed=n, specials=n > 12)
+    call = getattr(smoothl1, fn)
+    kwargs = {"grad_output": 0.5} if fn.endswith("_grad") and "value" not in fn else {}
+    lane = call(x, y, 0.3, reduction, **kwargs)
+    monkeypatch.setattr(blocks, "_fits_one_block", lambda *args: False)
+    blocked = call(x, y, 0.3, reduction, **kwargs)
+    for a, b in zip(np.atleast_1d(lane) if not isinstance(lane, tuple) else lane,
+                    np.atleast_1d(blocked) if not isinstance(blocked, tuple) else blocked,
+                    strict=True):
+        np.testing.assert_array_equal(a, b, strict=True)
+
+
+def test_memory_mapped_arrays_take_the_blocks(tmp_path):
+    x = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(50_000,))
+    x[:] = _data((50_000,), np.float32)[0]
+    y = np.zeros(50_000, np.float32)
+    assert blocks.accepts(x)
+    np.testing.assert_array_equal(smoothl1.smooth_l1(x, y), smoothl1.smooth_l1(np.array(x), y))
+    g = smoothl1.smooth_l1_grad(x, y)
+    assert type(g) is np.ndarray
+    np.testing.assert_array_equal(g, smoothl1.smooth_l1_grad(np.array(x), y))
+
+
 # -------------------------------------------------------------- fixed summation order
 
 
