@@ -164,9 +164,13 @@ def test_check_command_table_and_json():
     data = json.loads(out.stdout)
     assert data["ok"] is True
     rows = {(r["backend"], r["gradients"]): r for r in data["rows"]}
-    for backend in ("numpy", "array_api_strict", "torch", "jax", "dask"):
+    installed = [b for b, module in (("numpy", "numpy"), ("array_api_strict", "array_api_strict"),
+                                     ("torch", "torch"), ("jax", "jax"), ("dask", "dask"))
+                 if importlib.util.find_spec(module) is not None]
+    for backend in installed:
         assert rows[(backend, "function")]["status"] == "ok"
         assert rows[(backend, "function")]["failed"] == 0
-    assert rows[("torch", "autodiff")]["passed"] == 125
+    if "torch" in installed:
+        assert rows[("torch", "autodiff")]["passed"] == 125
     assert any(r["status"] in {"not installed", "installed, but no CUDA device", "ok"}
                for r in data["rows"] if r["backend"] == "cupy")

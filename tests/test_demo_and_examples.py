@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -19,7 +20,10 @@ def test_demo_table_covers_installed_backends_and_agrees(capsys):
     out = capsys.readouterr().out
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ")][1:]
     backends = {r[0].strip() for r in rows}
-    assert {"numpy", "array_api_strict", "torch", "jax", "dask"} <= backends
+    installed = {b for b, module in (("numpy", "numpy"), ("array_api_strict", "array_api_strict"),
+                                     ("torch", "torch"), ("jax", "jax"), ("dask", "dask.array"))
+                 if importlib.util.find_spec(module.partition(".")[0]) is not None}
+    assert installed <= backends
     losses = {float(r[3]) for r in rows}
     assert max(losses) - min(losses) < 1e-6 * max(losses)
     for r in rows:
