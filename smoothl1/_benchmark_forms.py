@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ._benchmark import _fmt_bytes, _fmt_time, _peak_extra
+
 __all__ = ["FORMS", "FormResult", "markdown", "run"]
 
 BETA = 1.0
@@ -289,12 +291,6 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
     return {"smoothl1 (torch CPU)": ours_torch(), "torch": theirs()}
 
 
-def _peak_extra(call: Callable[[], Any]) -> int | None:
-    from . import _benchmark
-
-    return _benchmark._peak_extra(call)
-
-
 def _per_call(call: Callable[[], Any], target: float) -> int:
     start = time.perf_counter()
     call()
@@ -336,16 +332,6 @@ def run(n: int, repeats: int = 7, forms: list[Form] | None = None, *,
                 f"{r.contender} {_fmt_time(r.seconds)}" for r in results
                 if r.form == form.name and r.dtype == dtype))
     return results
-
-
-def _fmt_time(s: float) -> str:
-    return f"{s * 1e3:.3g} ms" if s >= 1e-3 else f"{s * 1e6:.3g} µs"
-
-
-def _fmt_bytes(b: int | None) -> str:
-    if b is None:
-        return "n/a"
-    return f"{b / 2**20:.1f} MiB" if b >= 2**20 else f"{b / 2**10:.0f} KiB"
 
 
 def markdown(results: list[FormResult], n: int) -> str:

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import _formulas
-from .._request import Call, _Memo
+from .._request import Call, _is_scalar, _Memo
 
 __all__ = [
     "BF16", "GROUP", "MEMORY_BUDGET", "PARALLEL_MIN", "ROW", "Totals", "accepts", "evaluate",
@@ -794,10 +794,6 @@ def _empty(shape: tuple[int, ...], dtype: Out) -> np.ndarray:
     return np.empty(shape, dtype=np.uint16 if dtype is BF16 else dtype)
 
 
-def _is_number(a: object) -> bool:
-    return a is None or isinstance(a, (int, float))
-
-
 def _ints(shape: Any) -> tuple[int, ...]:
     """A shape of a call on eager arrays: every size is known."""
     return tuple(int(n) for n in shape)
@@ -1040,7 +1036,7 @@ def _value_finisher(call: Call, weight: Any, work: type) -> Callable[[Any, Any],
         return lambda total, _: total / count
     if reduction == "weighted_mean":
         # a number for no weight or a number; array weights are summed in the pass
-        divisor = _total_weight(call, weight, None) if _is_number(weight) else None
+        divisor = _total_weight(call, weight, None) if _is_scalar(weight) else None
 
         def weighted(total: Any, weights: Any) -> Any:
             d = divisor if weights is None else weights
