@@ -19,6 +19,7 @@ from ._functional import (
     smooth_l1_value_and_grad,
 )
 from ._loss_classes import HuberLoss, SmoothL1Loss
+from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -26,9 +27,11 @@ __all__ = [
     "HuberLoss",
     "SmoothL1Loss",
     "__version__",
+    "get_num_threads",
     "huber",
     "huber_grad",
     "huber_value_and_grad",
+    "set_num_threads",
     "smooth_l1",
     "smooth_l1_grad",
     "smooth_l1_value_and_grad",

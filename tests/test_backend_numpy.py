@@ -31,9 +31,9 @@ def small_blocks(request, monkeypatch):
     monkeypatch.setattr(blocks, "ROW", 64)
     monkeypatch.setattr(blocks, "GROUP", 4)
     monkeypatch.setattr(blocks, "PARALLEL_MIN", 3000)
-    blocks.set_threads(1 if request.param == "one thread" else 2)
+    smoothl1.set_num_threads(1 if request.param == "one thread" else 2)
     yield request.param
-    blocks.set_threads(None)
+    smoothl1.set_num_threads(1)
 
 
 def _call(kind, x, y, param=0.7, reduction="mean", *, weight=None, grad_output=None, axis=None,
@@ -265,7 +265,7 @@ def test_reductions_do_not_depend_on_blocks_or_threads(monkeypatch, shape, axis)
     try:
         for budget, threads in itertools.product((1 << 11, 1 << 15, 1 << 20), (1, 2, 3)):
             monkeypatch.setattr(blocks, "MEMORY_BUDGET", budget)
-            blocks.set_threads(threads)
+            smoothl1.set_num_threads(threads)
             results.append([
                 smoothl1.smooth_l1(x, y, 0.5, axis=axis),
                 smoothl1.huber(x, y, 2.0, "weighted_mean", weight=w, axis=axis),
@@ -273,7 +273,7 @@ def test_reductions_do_not_depend_on_blocks_or_threads(monkeypatch, shape, axis)
                 if len(shape) > 1 else smoothl1.smooth_l1(x, y, reduction="sum"),
             ])
     finally:
-        blocks.set_threads(None)
+        smoothl1.set_num_threads(1)
     for other in results[1:]:
         for a, b in zip(results[0], other, strict=True):
             np.testing.assert_array_equal(a, b, strict=True)
@@ -408,13 +408,13 @@ def test_reduced_forms_allocate_under_1_mib(threads, form):
         "strided": lambda: smoothl1.smooth_l1(x[:, ::2], y[:, ::2]),
     }
     x16, y16 = x.astype(np.float16), y.astype(np.float16)
-    blocks.set_threads(threads)
+    smoothl1.set_num_threads(threads)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             peak = _peak(calls[form])
     finally:
-        blocks.set_threads(None)
+        smoothl1.set_num_threads(1)
     extra = x.size * 4 // 64 if form == "axis -1" else 0  # the result itself
     assert peak < (1 << 20) + extra, peak
 

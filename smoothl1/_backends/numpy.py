@@ -40,9 +40,7 @@ evaluated in torch's order, per element.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
@@ -52,10 +50,11 @@ import numpy as np
 
 from .. import _formulas
 from .._request import Call, _is_scalar, _Memo
+from .._threads import get_num_threads, map_parts
 
 __all__ = [
     "BF16", "GROUP", "MEMORY_BUDGET", "PARALLEL_MIN", "ROW", "Totals", "accepts", "evaluate",
-    "run", "set_threads",
+    "run",
 ]
 
 #: Bytes that all threads' block-sized temporaries together may hold.
@@ -99,47 +98,6 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 #: ``clip`` as the ufunc (``numpy.clip`` wraps it in three layers of Python).
 _XP: Any = SimpleNamespace(**{**vars(np), "where": _where,
                          "clip": getattr(getattr(np, "_core", np), "umath", np).clip})
-
-# ----------------------------------------------------------------------------- threads
-
-_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_threads: int | None = None
-
-
-def set_threads(n: int | None) -> None:
-    """Use ``n`` threads for large arrays (``None``: the default, one).
-
-    Why one: NumPy releases the GIL only inside each call, and a block's calls
-    last a few microseconds (blocks must fit the memory budget and the cache),
-    so threads spend more time handing the GIL over than they save; measured on
-    the project's machines, two threads were 1.2-2x *slower* than one for every
-    call form.  Where Python threads hand the GIL over faster, more may help:
-    measure with ``python -m smoothl1 bench``.
-    """
-    global _threads, _pool
-    with _lock:
-        _threads = n
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-            _pool = None
-
-
-def _thread_count() -> int:
-    return _threads if _threads is not None else 1
-
-
-def _executor(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _lock:
-        if _pool is None or _pool_size != n:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="smoothl1")
-            _pool_size = n
-        return _pool
-
 
 # ------------------------------------------------------------------------------ dtypes
 
@@ -626,7 +584,7 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int, sink: _Sink | 
                 for index, _n in _boxes(kept, lo, hi, budget):
                     job.block(index)
 
-        _map(elementwise, _splits(n_out, threads), threads)
+        map_parts(elementwise, _splits(n_out, threads), threads)
         return
 
     u = lay.units
@@ -641,7 +599,7 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int, sink: _Sink | 
                              None if weight is None else
                              np.add.reduce(weight.reshape(nk, -1), axis=1, dtype=np.float64))
 
-        _map(single, _splits(n_out, threads), threads)
+        map_parts(single, _splits(n_out, threads), threads)
         return
 
     group_size = (u.rows_per_group * u.length * u.inner if u.rows_per_group
@@ -681,7 +639,7 @@ def _run_pass(job: _Job, lay: _Layout, budget: int, threads: int, sink: _Sink | 
         return done
 
     found: dict[int, tuple[list[Any], list[Any]]] = {}
-    for done in _map(reduce, parts, threads):
+    for done in map_parts(reduce, parts, threads):
         for start, losses, weights in done:
             entry = found.setdefault(start, ([], []))
             entry[0].extend(losses)
@@ -713,15 +671,6 @@ def _splits(n: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     per = max(1, -(-units // parts))
     return [(i * per * align, min(n, (i + 1) * per * align))
             for i in range(parts) if i * per * align < n] or [(0, 0)]
-
-
-def _map(fn: Callable[..., Any], parts: Sequence[tuple[int, ...]], threads: int) -> list[Any]:
-    """``fn(*part)`` for every part: in the caller's thread, or one part per pool thread."""
-    if threads <= 1 or len(parts) <= 1:
-        return [fn(*p) for p in parts]
-    pool = _executor(threads)
-    futures = [pool.submit(fn, *p) for p in parts]
-    return [f.result() for f in futures]
 
 
 # -------------------------------------------------------------------------- entry points
@@ -766,7 +715,7 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
 
 
 def _threads_for(n: int) -> int:
-    return _thread_count() if n >= PARALLEL_MIN else 1
+    return get_num_threads() if n >= PARALLEL_MIN else 1
 
 
 def _logical_kept(a: np.ndarray, lay: _Layout, shape: tuple[int, ...]) -> np.ndarray:
@@ -834,7 +783,7 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     ``out_dtype`` and each gradient's dtype, in the memory order of the inputs.
     ``value`` overrides whether the request's value is computed.  For executors
     that split an array themselves (dask chunks): ``threads`` overrides
-    :func:`set_threads`, ``norm`` the gradient's factor (``1/N`` of the whole
+    :func:`smoothl1.set_num_threads`, ``norm`` the gradient's factor (``1/N`` of the whole
     array), and ``raw`` returns a reduction's float64 :class:`Totals` instead
     of the value.
     """
