@@ -162,6 +162,67 @@ def test_views_are_only_used_where_they_are_the_values(kind):
     assert torch.equal(g.clone(), torch.clamp(target, -1, 1) * want)
 
 
+def test_a_negative_view_cotangent_keeps_its_sign():
+    x = _data((5,), torch.float32)
+    go = torch._neg_view(torch.ones(5))
+    assert go.is_neg()
+    xr = x.clone().requires_grad_()
+    F.smooth_l1_loss(xr, torch.zeros(5), reduction="none").backward(-torch.ones(5))
+    assert torch.equal(smoothl1.smooth_l1_grad(x, torch.zeros(5), reduction="none",
+                                               grad_output=go), xr.grad)
+
+
+@pytest.mark.parametrize("where", ["input", "target", "weight", "grad_output"])
+def test_masked_tensors_are_refused_as_torch_refuses_them(where):
+    """torch's loss raises on MaskedTensor; ours recursed without end (RecursionError)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "prototype stage"
+        mt = torch.masked.masked_tensor(torch.tensor([1.0, 2.0, 3.0]),
+                                        torch.tensor([True, False, True]))
+    args = {"input": torch.ones(3), "target": torch.zeros(3), "weight": None, "grad_output": None}
+    args[where] = mt
+    with pytest.raises(TypeError, match=f"{where} is a torch.masked.MaskedTensor.*weight="):
+        smoothl1.smooth_l1_grad(args["input"], args["target"], reduction="none",
+                                grad_output=args["grad_output"], weight=args["weight"])
+    if where != "grad_output":
+        with pytest.raises(TypeError, match=f"{where} is a torch.masked.MaskedTensor"):
+            smoothl1.smooth_l1(args["input"], args["target"], weight=args["weight"])
+
+
+def test_fake_tensors_give_fake_results():
+    """Under FakeTensorMode no real tensor may escape (no view of fake storage is read)."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    with FakeTensorMode():
+        x, y = torch.randn(4, 3), torch.randn(4, 3)
+        xr = torch.randn(4, 3, requires_grad=True)
+        outs = [smoothl1.smooth_l1(x, y), smoothl1.smooth_l1(x, y, reduction="none"),
+                smoothl1.smooth_l1_grad(x, y), *smoothl1.smooth_l1_value_and_grad(x, y),
+                smoothl1.smooth_l1(x, y, weight=torch.ones(3), axis=0)]
+        smoothl1.smooth_l1(xr, y).backward()
+        outs.append(xr.grad)
+    assert all(type(o) is FakeTensor for o in outs)
+    assert [tuple(o.shape) for o in outs] == [(), (4, 3), (4, 3), (), (4, 3), (3,), (4, 3)]
+
+
+def test_functionalized_calls_give_torch_values():
+    """functionalize wraps tensors whose storage is not their value: a view read garbage."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x, y = _data((7,), torch.float32), _data((7,), torch.float32, seed=1)
+
+    def f(a, b):
+        return (smoothl1.smooth_l1(a, b, reduction="none"), smoothl1.smooth_l1(a, b),
+                smoothl1.smooth_l1_grad(a, b))
+
+    want = (F.smooth_l1_loss(x, y, reduction="none"), F.smooth_l1_loss(x, y),
+            smoothl1.smooth_l1_grad(x, y))
+    traced = make_fx(torch.func.functionalize(f))(x, y)
+    for got in (torch.func.functionalize(f)(x, y), traced(x, y)):
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
 def test_no_autograd_node_when_nothing_needs_a_gradient():
     x, y = _data((10,), torch.float32), _data((10,), torch.float32, seed=1)
     out = smoothl1.smooth_l1(x, y)

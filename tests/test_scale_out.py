@@ -159,22 +159,6 @@ def test_dask_python_number_cotangent_and_keepdims(rng):
                                rtol=1e-15)
 
 
-def test_dask_chunks_that_are_not_plain_numpy_take_the_general_path(rng):
-    """Chunks of another array type (CuPy on a GPU, masked arrays) are never converted to NumPy
-    by the per-chunk executor: they go through the array-API operations of dask's namespace."""
-    da = pytest.importorskip("dask.array")
-    x = np.ma.masked_array(rng.standard_normal(40), mask=np.arange(40) % 3 == 0)
-    lx = da.from_array(x, chunks=10, asarray=False)
-    ly = da.from_array(np.ma.masked_array(np.zeros(40)), chunks=10, asarray=False)
-    assert type(lx._meta) is not np.ndarray
-    for fn in (smoothl1.smooth_l1, smoothl1.smooth_l1_grad):
-        out = fn(lx, ly, 1.0, "none")
-        assert "smoothl1-chunk" not in _task_names(out)
-        keep = ~x.mask  # NumPy's masked operations leave the masked entries' data undefined
-        expected = fn(x.data, np.zeros(40), 1.0, "none")
-        np.testing.assert_array_equal(np.asarray(out.compute())[keep], expected[keep])
-
-
 def test_dask_empty_after_masking_gives_nan_mean_and_empty_gradient():
     da = pytest.importorskip("dask.array")
     x = da.from_array(np.arange(10.0), chunks=4)

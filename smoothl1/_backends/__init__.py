@@ -4,6 +4,8 @@ Top to bottom, first match wins; an executor may decline (``None``), and the
 call then takes the general path of :mod:`smoothl1._core`:
 
 1. NumPy arrays: cache-sized blocks on a thread pool (:mod:`.numpy`), every call form.
+   Masked arrays (``numpy.ma``, dask arrays of masked chunks) first become
+   plain ones and get their masks back (:mod:`smoothl1._masked`).
 2. Two torch tensors: an ``autograd.Function`` (:mod:`.torch`); CPU tensors are
    computed by the NumPy blocks through zero-copy views.
 3. Two JAX arrays: ``jax.custom_jvp`` and one jitted kernel per request (:mod:`.jax`).
@@ -23,12 +25,16 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from .. import _core
+import numpy as np
+
+from .. import _core, _masked
 from .._namespace import Array
 from .._request import Request, validate
 from . import numpy as _numpy
 
 __all__ = ["evaluate", "loss"]
+
+_MASKED = np.ma.MaskedArray
 
 
 def _framework(input: Array, target: Array) -> ModuleType | None:
@@ -57,11 +63,15 @@ def _framework(input: Array, target: Array) -> ModuleType | None:
 def evaluate(req: Request, input: Array, target: Array, weight: object = None,
              grad_output: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as ``req`` asks for them (the other is ``None``); no autodiff graph."""
-    if _numpy.accepts(input) and _numpy.accepts(target):
+    if (_numpy.accepts(input) and _numpy.accepts(target)
+            and not isinstance(weight, _MASKED) and not isinstance(grad_output, _MASKED)):
         call = validate(req, input, target, weight, grad_output)
         out = _numpy.evaluate(call, input, target, weight, grad_output)
         return out if out is not None else _core.evaluate(call, input, target, weight,
                                                           grad_output)
+    masked = _masked.masked_module(input, target, weight, grad_output)
+    if masked is not None:
+        return _masked.evaluate(req, input, target, weight, grad_output, masked, evaluate)
     backend = _framework(input, target)
     if backend is not None:
         return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
@@ -74,6 +84,7 @@ def loss(req: Request, input: Array, target: Array, weight: object) -> Any:
     if _numpy.accepts(input) and _numpy.accepts(target):
         return evaluate(req, input, target, weight)[0]
     backend = _framework(input, target)
-    if backend is not None and hasattr(backend, "loss"):
+    if (backend is not None and hasattr(backend, "loss")
+            and _masked.masked_module(input, target, weight) is None):
         return backend.loss(req, input, target, weight)
     return evaluate(req, input, target, weight)[0]

@@ -131,6 +131,14 @@ def _task(*chunks: Any, req: Request, layout: tuple[tuple[bool, ...] | None, ...
     gradient factor, where each array chunk had its length-1 axes (None: the
     value is a number in ``numbers``).
     """
+    if any(isinstance(c, np.ma.MaskedArray) for c in chunks):
+        # Only a dask array's meta says it is masked before compute, and reading
+        # a masked chunk's data here would drop its mask: refuse, never guess.
+        raise TypeError(
+            f"{req.func}: a dask array has masked chunks but a plain NumPy meta, so its masks "
+            "cannot be honoured; give it a masked meta (for example da.from_array(masked, "
+            "asarray=False) or map_blocks(..., meta=np.ma.masked_array([]))), "
+            "or pass the mask as weight= with reduction='weighted_mean'")
     it = iter(chunks)
     x, y, w, go, factor = (_restore(next(it), ones) if ones is not None else number
                            for ones, number in zip(layout, numbers, strict=True))

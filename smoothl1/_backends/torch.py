@@ -10,9 +10,10 @@ Eagerly, CPU tensors are viewed as NumPy arrays (zero-copy) and computed by the
 NumPy blocks (:mod:`smoothl1._backends.numpy`), forward and backward; results
 come back as tensors sharing the NumPy arrays' memory.  A view is used only
 where it is exactly the tensor's value: plain ``torch.Tensor`` objects (no
-subclass: no masked, fake or functional tensors), strided, on the CPU, without
-a pending negation (``is_neg``) and not the lazily zero tensor of
-``_efficientzerotensor``; bfloat16 is read as its bits.  Everything else, and
+subclass: no masked or fake tensors), strided, on the CPU, without a pending
+negation (``is_neg``), not the lazily zero tensor of ``_efficientzerotensor``
+and not a ``functionalize`` wrapper (whose storage is not its value); bfloat16
+is read as its bits.  Everything else, and
 everything under ``torch.compile`` or for a backward that must itself be
 differentiable (``create_graph=True``), takes the general path on torch ops.
 
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.autograd import forward_ad
+from torch.masked import MaskedTensor
 
 from .. import _core
 from .._namespace import torch_namespace
@@ -48,7 +50,7 @@ def _view(t: object) -> Any:
     if t is None or isinstance(t, (int, float)):
         return t
     if (type(t) is not torch.Tensor or not t.is_cpu or t.layout is not torch.strided
-            or t.is_neg() or t._is_zerotensor()):
+            or t.is_neg() or t._is_zerotensor() or torch._is_functional_tensor(t)):
         return None
     try:
         if t.requires_grad:
@@ -229,7 +231,23 @@ def _validate(req: Request, input: Any, target: Any, weight: Any,
     """
     if torch.compiler.is_compiling() if compiling is None else compiling:
         return validate(req, input, target, weight, grad_output, xp=_XP, remember=False)
+    if not (type(input) is type(target) is torch.Tensor
+            and type(weight) in _PLAIN and type(grad_output) in _PLAIN):
+        _refuse_masked(req, input=input, target=target, weight=weight, grad_output=grad_output)
     return validate(req, input, target, weight, grad_output)
+
+
+_PLAIN = (torch.Tensor, float, int, type(None))
+
+
+def _refuse_masked(req: Request, **args: object) -> None:
+    """``torch.masked`` tensors: refused, as torch's own loss does (its ops recurse without end)."""
+    for name, a in args.items():
+        if isinstance(a, MaskedTensor):
+            raise TypeError(
+                f"{req.func}: {name} is a torch.masked.MaskedTensor, which torch's own loss "
+                "refuses too; pass its data and its mask as weight=, e.g. "
+                f"{req.func}(x.get_data(), y, weight=x.get_mask(), reduction='weighted_mean')")
 
 
 def _needs_grad(*tensors: object) -> bool:
@@ -250,8 +268,10 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -
         found = _blocks(call, input, target, weight, None, value=True, compiling=False)
         if found is not None:
             return found[0]
-        if not torch._C._functorch.is_functorch_wrapped_tensor(input) and not (
-                torch._C._functorch.is_functorch_wrapped_tensor(target)):
+        wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+        if not (wrapped(input) or wrapped(target)) or (
+                # functionalize: torch has no rule for Functions there ("NYI"); its ops are fine
+                torch._is_functional_tensor(input) or torch._is_functional_tensor(target)):
             return _core.evaluate(call, input, target, weight)[0]
     if compiling:
         fn: type[torch.autograd.Function] = _Loss
