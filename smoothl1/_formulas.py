@@ -236,6 +236,10 @@ def loss_products(xp: ModuleType, f: Formula, z: Array) -> Array:
     if f.kind == "huber":
         m = xp.minimum(z, p)
         return m * (z - 0.5 * m)
+    if p == math.inf:
+        # r = 0 and r * beta = 0 * inf = NaN; the loss is 0 (NaN where z is inf
+        # or NaN, as torch's z - beta/2 = inf - inf)
+        return z * 0.0
     r = xp.minimum(z if p == 1.0 else z / p, 1.0)
     return r * (z - 0.5 * (r if p == 1.0 else r * p))
 

@@ -160,6 +160,22 @@ def test_beta_outside_float32_range(xp, beta, note):
     np.testing.assert_array_equal(to_numpy(grad), expected_grad)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize(("dtype", "beta"), [("float32", INF), ("float64", INF),
+                                             ("float32", 1e300)])
+def test_reductions_with_an_infinite_beta_are_zero(xp, reduction, dtype, beta):
+    """Every loss is 0.5*z**2/inf = 0; JAX's factorised reduction gave NaN (0 * inf)."""
+    x = np.array([3.0, -1.0, 0.25, 0.0], dtype=dtype)
+    y = np.zeros(4, dtype=dtype)
+    value, grad = smoothl1.smooth_l1_value_and_grad(asarray(xp, x), asarray(xp, y), beta,
+                                                    reduction)
+    assert to_numpy(value) == 0
+    np.testing.assert_array_equal(to_numpy(grad), np.zeros(4, dtype))
+    weighted = smoothl1.smooth_l1(asarray(xp, x), asarray(xp, y), beta, reduction,
+                                  weight=asarray(xp, np.arange(4, dtype=dtype)), axis=0)
+    assert to_numpy(weighted) == 0
+
+
 @GENUINE_NAN
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 4)])

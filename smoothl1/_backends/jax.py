@@ -6,9 +6,10 @@ differentiable ``jax.numpy`` operations, so higher derivatives (``hessian``) are
 the analytic second derivative ``(|d| < beta) / beta``.  ``beta``/``delta`` and
 ``reduction`` are static (non-differentiable) arguments.
 
-The whole loss is one ``jax.jit`` with the request static: eager calls run one
-compiled XLA kernel instead of a dozen dispatched operations, and under an outer
-``jit``/``grad``/``vmap`` it is inlined.  Reductions reduce the factorised
+The whole loss is one ``jax.jit`` per request (:func:`_kernels`, the last
+:data:`KERNELS` requests kept): eager calls run one compiled XLA kernel instead
+of a dozen dispatched operations, and under an outer ``jit``/``grad``/``vmap``
+it is inlined.  Reductions reduce the factorised
 products :math:`s\,(d - c/2)` (:func:`smoothl1._formulas.loss_products`), whose
 slope ``s`` the derivative shares; XLA fuses them into one loop.  The arguments
 are checked once per eager call (where errors point at the caller); inside the
@@ -17,7 +18,7 @@ kernel the check runs only when JAX traces it, and is then remembered.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import jax
@@ -51,22 +52,34 @@ def _loss_jvp(
                                    products=True)
 
 
-_compiled = jax.jit(_loss, static_argnums=(3,))
 
 
-@partial(jax.jit, static_argnums=(4,))
 def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any,
               req: Request) -> Any:
     call = _call(req, input, target, weight, grad_output)
     return _core.evaluate(call, input, target, weight, grad_output, products=True)
 
 
+#: Requests whose compiled kernels are kept.  A kernel is compiled per request
+#: (``beta`` and ``reduction`` are static) and holds its executables as long as
+#: it lives: unbounded, 150 distinct ``beta`` values cost about 240 MiB.  The
+#: least recently used request's kernels are dropped, and JAX frees them.
+KERNELS = 32
+
+
+@lru_cache(maxsize=KERNELS)
+def _kernels(req: Request) -> tuple[Any, Any]:
+    """The jitted loss and the jitted ``(loss, grad)`` of one request."""
+    return (jax.jit(lambda i, t, w: _loss(i, t, w, req)),
+            jax.jit(lambda i, t, w, g: _evaluate(i, t, w, g, req)))
+
+
 def evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
              grad_output: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`."""
     validate(req, input, target, weight, grad_output)  # errors and warnings point at the caller
-    return _evaluate(  # type: ignore[no-any-return]
-        input, target, _weight(input, target, weight), grad_output, req)
+    return _kernels(req)[1](  # type: ignore[no-any-return]
+        input, target, _weight(input, target, weight), grad_output)
 
 
 def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
@@ -84,4 +97,4 @@ def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
 def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
     """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
     validate(req, input, target, weight)  # errors and warnings point at the caller
-    return _compiled(input, target, _weight(input, target, weight), req)
+    return _kernels(req)[0](input, target, _weight(input, target, weight))
