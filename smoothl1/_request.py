@@ -27,6 +27,7 @@ from ._validation import (
     REDUCTIONS,
     Reduction,
     Shape,
+    as_float,
     broadcast_shapes,
     check_axis,
     check_axis_type,
@@ -291,6 +292,11 @@ def validate(
         call = _check(req, input, target, weight, grad_output, xp)
         if key is not None:
             _CALLS.put(key, call)
+    # Not remembered with the call: the memo knows a number's type, not its value.
+    if type(weight) is int:
+        as_float(req.func, "weight", weight)
+    if type(grad_output) is int and req.grad:
+        as_float(req.func, "grad_output", grad_output)
     if warn and call.shapes_differ:
         warn_if_shapes_differ(call.in_shape, call.tg_shape)
     return call

@@ -70,7 +70,35 @@ def _as_python_float(func: str, name: str, value: object) -> float:
         else:
             hint = ""
         raise TypeError(f"{func}: {name} must be a real number, got {describe(value)}{hint}")
-    return float(value)
+    return as_float(func, name, value)
+
+
+def as_float(func: str, name: str, value: object) -> float:
+    """``float(value)``, with a ``ValueError`` naming the parameter where it is too large."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError(
+            f"{func}: {name} is an integer too large for a float (about 2**"
+            f"{value.bit_length()}; the largest float is about 1.8e308); use math.inf for an "  # type: ignore[attr-defined]
+            f"infinite {name}") from None
+
+
+def check_devices(func: str, devices: dict[str, object]) -> None:
+    """All arrays on one device (``devices``: each array argument's device, by name).
+
+    Checked for every call (a device is not part of what validation remembers)
+    by the executors that can see devices; the backends' own errors for arrays on
+    two devices name neither the parameters nor the fix.
+    """
+    first = None
+    for name, device in devices.items():
+        if first is None:
+            first = (name, device)
+        elif device != first[1]:
+            raise ValueError(
+                f"{func}: {first[0]} is on device {first[1]} but {name} is on device {device}; "
+                "move them to one device first (results stay on the inputs' device)")
 
 
 def check_beta(func: str, beta: object) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import numpy as np
@@ -142,3 +143,108 @@ def test_grad_output_broadcasts_for_none(xp):
     from ._backends import to_numpy
     np.testing.assert_array_equal(to_numpy(full), 2 * to_numpy(ref))
     np.testing.assert_array_equal(to_numpy(row), 2 * to_numpy(ref))
+
+
+FUNCTIONS = [smoothl1.smooth_l1, smoothl1.smooth_l1_grad, smoothl1.smooth_l1_value_and_grad]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_foreign_weights_are_refused_alike_by_every_function(xp, fn):
+    """A weight of another library: one TypeError from smoothl1, for the loss, its gradient
+    and both (before: array-api-compat's AttributeError, JAX's TypeError, or accepted by the
+    loss and refused by the gradient)."""
+    x, y = _pair(xp)
+    others = {"list": [1.0, 2.0, 3.0, 4.0], "numpy": np.ones(4)}
+    if backend_name(xp) != "torch" and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        others["torch"] = torch.ones(4)
+    for kind, w in others.items():
+        if kind == "numpy" and backend_name(xp) == "numpy":
+            continue
+        if kind == "list":
+            match = r"weight must be an array or a real number .* got builtins\.list"
+        else:
+            match = r"arrays from different array libraries cannot be mixed \(.*weight is a "
+        with pytest.raises(TypeError, match=rf"{fn.__name__}: {match}"):
+            fn(x, y, weight=w)
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+@pytest.mark.parametrize("name", ["beta", "weight", "grad_output"])
+def test_integers_too_large_for_a_float(fn, name):
+    """Before: a bare OverflowError from float()."""
+    if name == "grad_output" and fn is not smoothl1.smooth_l1_grad:
+        return
+    with pytest.raises(ValueError, match=rf"{fn.__name__}: {name} is an integer too large for "
+                       rf"a float \(about 2\*\*1329.*use math.inf"):
+        fn(np.ones(3), np.zeros(3), **{name: 10**400})
+    with pytest.raises(ValueError, match=r"huber: delta is an integer too large"):
+        smoothl1.huber(np.ones(3), np.zeros(3), delta=-(10**400))
+    with pytest.raises(ValueError, match=r"beta is an integer too large"):
+        smoothl1.SmoothL1Loss(beta=10**400)
+
+
+def test_a_huge_integer_after_a_remembered_call_is_still_refused():
+    """The validation memo knows a number's type, not its value."""
+    assert smoothl1.smooth_l1(np.ones(3), np.zeros(3), weight=2) == 1.0
+    with pytest.raises(ValueError, match="weight is an integer too large"):
+        smoothl1.smooth_l1(np.ones(3), np.zeros(3), weight=10**400)
+
+
+def test_torch_tensors_on_two_devices():
+    torch = pytest.importorskip("torch")
+    cpu, meta = torch.ones(3), torch.ones(3, device="meta")
+    for fn in FUNCTIONS:
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: input is on device meta but "
+                           r"target is on device cpu; move them to one device first"):
+            fn(meta, cpu)
+        with pytest.raises(ValueError, match=r"input is on device cpu but weight is on device "
+                           r"meta"):
+            fn(cpu, cpu, weight=meta)
+    with pytest.raises(ValueError, match=r"input is on device meta but grad_output is on "
+                       r"device cpu"):
+        smoothl1.smooth_l1_grad(meta, meta, reduction="none", grad_output=cpu)
+    # torch's rule: a 0-d CPU tensor joins tensors on any device
+    assert smoothl1.smooth_l1(meta, meta, weight=torch.tensor(2.0)).device.type == "meta"
+
+
+def test_array_api_strict_arrays_on_two_devices():
+    xs = pytest.importorskip("array_api_strict")
+    a = xs.asarray([1.0, 2.0], device=xs.Device("device1"))
+    b = xs.asarray([0.0, 0.0])
+    for fn in FUNCTIONS:
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: input is on device "
+                           r".*device1.* but target is on device .*CPU_DEVICE"):
+            fn(a, b)
+    same = xs.asarray([0.0, 0.0], device=xs.Device("device1"))
+    assert smoothl1.smooth_l1(a, same).device == xs.Device("device1")
+
+
+def test_jax_arrays_committed_to_two_devices():
+    """In a subprocess: JAX's CPU device count is fixed when JAX starts."""
+    pytest.importorskip("jax")
+    import os
+    import subprocess
+    import sys
+    code = """
+import jax, jax.numpy as jnp, smoothl1
+d = jax.devices()
+x, y = jax.device_put(jnp.ones(3), d[0]), jax.device_put(jnp.zeros(3), d[1])
+for fn in (smoothl1.smooth_l1, smoothl1.smooth_l1_grad, smoothl1.smooth_l1_value_and_grad):
+    try:
+        fn(x, y)
+    except ValueError as e:
+        print(e)
+print(smoothl1.smooth_l1(jax.device_put(jnp.ones(3), d[1]), jnp.zeros(3)))  # uncommitted moves
+"""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().split("\n")
+    for line, name in zip(lines, ["smooth_l1", "smooth_l1_grad", "smooth_l1_value_and_grad"],
+                          strict=False):
+        assert line.startswith(f"{name}: input is on device cpu:0 but target is on "
+                               "device cpu:1")
+    assert lines[3] == "0.5"

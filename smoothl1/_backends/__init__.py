@@ -25,11 +25,13 @@ import sys
 from types import ModuleType
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .. import _core, _masked
 from .._namespace import Array
 from .._request import Request, validate
+from .._validation import check_devices
 from . import numpy as _numpy
 
 __all__ = ["evaluate", "loss"]
@@ -76,6 +78,9 @@ def evaluate(req: Request, input: Array, target: Array, weight: object = None,
     if backend is not None:
         return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
     call = validate(req, input, target, weight, grad_output)
+    check_devices(req.func, {name: array_api_compat.device(a) for name, a in (
+        ("input", input), ("target", target), ("weight", weight), ("grad_output", grad_output))
+        if not (a is None or isinstance(a, (int, float)))})
     return _core.evaluate(call, input, target, weight, grad_output)
 
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from .. import _core
 from .._request import Request, validate
+from .._validation import check_devices
 
 __all__ = ["evaluate", "loss"]
 
@@ -78,8 +79,25 @@ def evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
              grad_output: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`."""
     validate(req, input, target, weight, grad_output)  # errors and warnings point at the caller
+    _check_devices(req, input, target, weight, grad_output)
     return _kernels(req)[1](  # type: ignore[no-any-return]
         input, target, _weight(input, target, weight), grad_output)
+
+
+def _check_devices(req: Request, *arrays: Any) -> None:
+    """Committed arrays on one device (JAX moves uncommitted ones where they are needed)."""
+    if len(jax.devices()) == 1 or isinstance(arrays[0], jax.core.Tracer):
+        return
+    names = ("input", "target", "weight", "grad_output")
+    check_devices(req.func, {
+        name: _device(a) for name, a in zip(names, arrays, strict=False)
+        if isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
+        and getattr(a, "committed", True)})
+
+
+def _device(a: jax.Array) -> Any:
+    devices = a.devices()
+    return next(iter(devices)) if len(devices) == 1 else devices
 
 
 def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
@@ -97,4 +115,5 @@ def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
 def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
     """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
     validate(req, input, target, weight)  # errors and warnings point at the caller
+    _check_devices(req, input, target, weight)
     return _kernels(req)[0](input, target, _weight(input, target, weight))

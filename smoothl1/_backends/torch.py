@@ -33,6 +33,7 @@ from torch.masked import MaskedTensor
 from .. import _core
 from .._namespace import torch_namespace
 from .._request import EXACT_TYPES, Call, Request, validate
+from .._validation import check_devices
 from . import numpy as blocks
 
 # (Dynamo's symbolic sizes never reach the memo: it is off under torch.compile.)
@@ -234,7 +235,18 @@ def _validate(req: Request, input: Any, target: Any, weight: Any,
     if not (type(input) is type(target) is torch.Tensor
             and type(weight) in _PLAIN and type(grad_output) in _PLAIN):
         _refuse_masked(req, input=input, target=target, weight=weight, grad_output=grad_output)
-    return validate(req, input, target, weight, grad_output)
+    call = validate(req, input, target, weight, grad_output)
+    if not (input.is_cpu and target.is_cpu and _on_cpu(weight) and _on_cpu(grad_output)):
+        # torch's rule: a 0-d CPU tensor may join tensors on any device
+        check_devices(req.func, {
+            name: a.device for name, a in (("input", input), ("target", target),
+                                           ("weight", weight), ("grad_output", grad_output))
+            if isinstance(a, torch.Tensor) and not (a.is_cpu and a.ndim == 0)})
+    return call
+
+
+def _on_cpu(a: object) -> bool:
+    return not isinstance(a, torch.Tensor) or a.is_cpu
 
 
 _PLAIN = (torch.Tensor, float, int, type(None))
