@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -158,6 +160,35 @@ def test_beta_outside_float32_range(xp, beta, note):
     # torch's vector path gives -1 at d == 0 for beta=1e-50 (§3.7); the right value is 0
     expected_grad = np.sign(x) if beta < 1 else np.zeros(5, "float32")
     np.testing.assert_array_equal(to_numpy(grad), expected_grad)
+
+
+@pytest.mark.parametrize("form", ["plain", "weighted", "float16", "strided", "none", "grad",
+                                  "huber"])
+def test_genuine_nans_are_results_not_warnings(xp, form):
+    """inf - inf is NaN, silently, as in torch, on every path (before: a RuntimeWarning on
+    the general path, e.g. array-api-strict, and FloatingPointError under seterr='raise')."""
+    dtype = "float16" if form == "float16" else "float64"
+    skip_float16(xp, dtype)
+    x = np.array([INF, 1.0, -INF, 0.5], dtype=dtype)
+    y = np.array([INF, 0.0, -INF, 0.5], dtype=dtype)
+    if form == "strided":
+        x, y = np.repeat(x, 2)[::2], np.repeat(y, 2)[::2]
+    a, b = asarray(xp, x), asarray(xp, y)
+    calls = {
+        "plain": lambda: smoothl1.smooth_l1(a, b),
+        "weighted": lambda: smoothl1.smooth_l1(a, b, weight=asarray(xp, np.ones(4, dtype))),
+        "float16": lambda: smoothl1.smooth_l1(a, b),
+        "strided": lambda: smoothl1.smooth_l1(a, b),
+        "none": lambda: smoothl1.smooth_l1(a, b, reduction="none"),
+        "grad": lambda: smoothl1.smooth_l1_grad(a, b, reduction="none"),
+        "huber": lambda: smoothl1.huber_value_and_grad(a, b)[1],
+    }
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        got = to_numpy(calls[form]())
+    assert np.isnan(got).any()
+    if form in ("none", "grad"):
+        assert not np.isnan(got[[1, 3]]).any()
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
