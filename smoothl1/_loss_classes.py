@@ -94,7 +94,8 @@ class SmoothL1Loss(_LossObject):
     ``reduction`` exactly as torch does (with torch's warning).  Unlike torch,
     the arguments are validated here, at construction.  Calls take an optional
     ``weight``; ``axis`` and ``keepdims`` are fixed here (see
-    :func:`smoothl1.smooth_l1`).
+    :func:`smoothl1.smooth_l1`).  It takes any library's arrays and is not a
+    ``torch.nn.Module``; in torch models use :class:`smoothl1.nn.SmoothL1Loss`.
 
     Parameters
     ----------
@@ -141,7 +142,7 @@ class HuberLoss(_LossObject):
 
     Mirrors ``torch.nn.HuberLoss(reduction='mean', delta=1.0)``; calls take an
     optional ``weight``, and ``axis``/``keepdims`` are fixed here (see
-    :func:`smoothl1.huber`).
+    :func:`smoothl1.huber`).  In torch models use :class:`smoothl1.nn.HuberLoss`.
 
     Examples
     --------

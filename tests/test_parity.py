@@ -8,7 +8,7 @@ import pytest
 import smoothl1
 
 from ._backends import asarray, backend_name, dtype_name, is_exact_backend, to_numpy
-from ._oracle import torch, torch_value_and_grads
+from ._oracle import float64_value_and_grads, torch, torch_value_and_grads
 
 BETAS = [1.0, 0.1, 0.05, 0.2, 0.4, 0.8, 1.6, 5.0, 1e-3]
 LOSSES = {
@@ -91,6 +91,38 @@ def test_reductions_match_torch_and_float64(xp, rng, kind, reduction, dtype):
     rtol = 2e-6 if dtype == "float32" else 1e-13
     np.testing.assert_allclose(to_numpy(out), expected, rtol=rtol)
     np.testing.assert_allclose(to_numpy(out), exact64, rtol=rtol)
+
+
+@pytest.mark.parametrize("kind", list(LOSSES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("param", [1.0, 0.1, 5.0, 0.0])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_values_and_gradients_match_float64_math(xp, rng, kind, reduction, param, dtype):
+    """Needs no torch: the loss and gradient from the definitions, in float64.
+
+    Elementwise values carry the rounding of ``d = x - y`` (doubled by the square) and
+    those of torch's ``0.5*z*z/beta`` beyond the exact value; gradients those of
+    ``norm * (d/beta) * g``, with ``norm`` itself the rounded ``1/N``: up to 4 ulps in
+    float32.
+    """
+    if kind == "huber" and param == 0.0:
+        param = 0.25  # delta must be positive
+    x, y = _data(rng, dtype, param)
+    g_up = (rng.standard_normal(x.shape) if reduction == "none" else np.asarray(1.5))
+    g_up = g_up.astype(dtype)
+    want, want_gx, _ = float64_value_and_grads(kind, x, y, param, reduction, g_up)
+    _, _, both = LOSSES[kind]
+    value, grad = both(asarray(xp, x), asarray(xp, y), param, reduction)
+    got_gx = to_numpy(LOSSES[kind][1](asarray(xp, x), asarray(xp, y), param, reduction,
+                                      grad_output=asarray(xp, g_up)))
+    assert to_numpy(value).dtype == want.dtype == got_gx.dtype
+    if reduction == "none":
+        np.testing.assert_array_max_ulp(to_numpy(value), want, maxulp=4)
+    else:
+        np.testing.assert_allclose(to_numpy(value), want, rtol=2e-6 if dtype == "float32"
+                                   else 1e-13)
+    np.testing.assert_array_max_ulp(got_gx, want_gx, maxulp=4 + 2 * (not is_exact_backend(xp)))
+    assert to_numpy(grad).shape == x.shape
 
 
 @pytest.mark.parametrize("kind", list(LOSSES))
