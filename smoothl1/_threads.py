@@ -52,7 +52,7 @@ def set_num_threads(n: int) -> None:
         threads split a call of at least 2**18 elements into ``n`` parts on a
         private pool; whether that is faster depends on how quickly Python
         hands the GIL between threads on your machine, so measure it
-        (``python -m smoothl1 bench``).  Results are bit-identical for every
+        (``python benchmarks/run.py``).  Results are bit-identical for every
         ``n``.
 
     Raises

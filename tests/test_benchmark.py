@@ -5,14 +5,16 @@ No time is asserted: only that every contender was checked, measured and reporte
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from smoothl1 import _benchmark as bench
+from benchmarks import suite as bench
 
 pytest.importorskip("torch")
 pytest.importorskip("optax")
@@ -68,15 +70,26 @@ def test_a_wrong_contender_is_refused():
 
 
 def test_command_line_quick_run(tmp_path):
+    """The documented command, from the clone's root (the suite is not in the package)."""
+    root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
-        [sys.executable, "-m", "smoothl1", "bench", "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600, check=True)
-    assert "targets of the performance issue" in out.stdout
+        [sys.executable, "benchmarks/run.py", "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, check=True, cwd=root)
+    assert "the project's performance targets" in out.stdout
     assert (tmp_path / "results.md").exists()
+    assert (tmp_path / "forms.md").exists()
+
+
+def test_the_benchmark_is_not_in_the_package():
+    import smoothl1
+
+    package = Path(smoothl1.__file__).parent
+    assert not list(package.rglob("*bench*"))
+    assert importlib.util.find_spec("smoothl1._benchmark") is None
 
 
 def test_call_forms_are_checked_measured_and_tabled():
-    from smoothl1 import _benchmark_forms as forms
+    from benchmarks import forms
 
     results = forms.run(1 << 12, repeats=2, min_sample_seconds=1e-4, log=lambda line: None)
     seen = {(r.form, r.dtype) for r in results}
@@ -92,7 +105,7 @@ def test_call_forms_are_checked_measured_and_tabled():
 
 
 def test_a_wrong_call_form_contender_is_refused(monkeypatch):
-    from smoothl1 import _benchmark_forms as forms
+    from benchmarks import forms
 
     real = forms._plain
     monkeypatch.setattr(forms, "_plain", lambda *a: (lambda: real(*a)() * 1.01))

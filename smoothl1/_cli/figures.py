@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._functional import huber, huber_grad, smooth_l1, smooth_l1_grad
+from .._functional import huber, huber_grad, smooth_l1, smooth_l1_grad
 
 __all__ = ["loss_and_gradient_figure", "save_loss_and_gradient_figure"]
 

@@ -1,4 +1,4 @@
-"""The call-form table of ``python -m smoothl1 bench``: every way users call the loss.
+"""The call-form table of ``python benchmarks/run.py``: every way users call the loss.
 
 Each form (a weighted mean, per-sample losses over an axis, a broadcast target,
 half precision, a strided view, small torch calls, ...) is run, in one process
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._benchmark import _fmt_bytes, _fmt_time, _peak_extra
+from .suite import _fmt_bytes, _fmt_time, _peak_extra
 
 __all__ = ["FORMS", "FormResult", "markdown", "run"]
 

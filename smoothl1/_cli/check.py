@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .testing import provenance, run_cases
+from ..testing import provenance, run_cases
 
 __all__ = ["CheckRow", "check_all", "format_rows"]
 

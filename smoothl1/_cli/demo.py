@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ._functional import smooth_l1_value_and_grad
-from ._namespace import Array
+from .._functional import smooth_l1_value_and_grad
+from .._namespace import Array
 
 __all__ = ["Row", "reference", "run_demo"]
 

@@ -1,4 +1,4 @@
-"""The benchmark suite behind ``python -m smoothl1 bench`` (and ``benchmarks/run.py``).
+"""The benchmark suite behind ``python benchmarks/run.py``.
 
 In one process, for each dtype, size and operation, every contender is first
 checked against float64 math, then timed round-robin with the others (one
