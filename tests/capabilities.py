@@ -1,6 +1,6 @@
 """What each backend can do: one declaration, checked cell by cell and rendered in the docs.
 
-``tests/test_capabilities.py`` turns every non-empty cell into a test that
+``tests/tooling/test_capabilities.py`` turns every non-empty cell into a test that
 exercises it for real; ``docs/conf.py`` renders this table as the Backends page's
 capability table.  To claim a capability, add it here: its test then has to pass.
 A cell is ``None`` where the backend has no such thing.

@@ -10,13 +10,10 @@ import pytest
 import smoothl1
 
 from ._backends import to_numpy
+from ._lazy import leaves, no_compute
 
 FUNCS = [smoothl1.smooth_l1, smoothl1.smooth_l1_grad, smoothl1.smooth_l1_value_and_grad,
          smoothl1.huber, smoothl1.huber_grad, smoothl1.huber_value_and_grad]
-
-
-def _leaves(out):
-    return out if isinstance(out, tuple) else (out,)
 
 
 @pytest.mark.parametrize("fn", FUNCS)
@@ -28,19 +25,12 @@ def test_torch_meta_device(fn, reduction, dtype):
     x = torch.empty((3, 4), device="meta", dtype=dt)
     y = torch.empty((4,), device="meta", dtype=dt)
     with pytest.warns(UserWarning, match="different to the input size"):
-        out = _leaves(fn(x, y, 0.5, reduction))
+        out = leaves(fn(x, y, 0.5, reduction))
     for o in out:
         assert o.device.type == "meta"
         assert o.dtype == dt
     assert out[-1].shape == ((3, 4) if fn.__name__.endswith("grad") or reduction == "none"
                              else ())
-
-
-class _ComputeForbidden:
-    """A dask scheduler that fails the test on any compute."""
-
-    def __call__(self, *args, **kwargs):
-        raise AssertionError("smoothl1 triggered a dask compute while building the graph")
 
 
 @pytest.mark.parametrize("fn", FUNCS)
@@ -52,11 +42,11 @@ def test_dask_builds_graph_without_computing(fn, reduction, rng):
     x_np, y_np = rng.standard_normal((40, 30)), rng.standard_normal((40, 30))
     x = da.from_array(x_np, chunks=(7, 11))
     y = da.from_array(y_np, chunks=(13, 30))  # different chunking from x
-    with dask.config.set(scheduler=_ComputeForbidden()):
-        out = _leaves(fn(x, y, 0.5, reduction))
+    with dask.config.set(scheduler=no_compute):
+        out = leaves(fn(x, y, 0.5, reduction))
     for o in out:
         assert isinstance(o, da.Array)
-    expected = _leaves(fn(x_np, y_np, 0.5, reduction))
+    expected = leaves(fn(x_np, y_np, 0.5, reduction))
     for o, e in zip(out, expected, strict=True):
         np.testing.assert_allclose(o.compute(), e, rtol=1e-14)
 
@@ -72,7 +62,7 @@ def test_dask_unknown_chunk_sizes(fn, reduction, rng):
     x = da.from_array(x_np, chunks=100)
     x = x[x > 0]  # shape (nan,)
     y = x * 0.25
-    with dask.config.set(scheduler=_ComputeForbidden()):
+    with dask.config.set(scheduler=no_compute):
         out = fn(x, y, 1.0, reduction)
     expected = fn(x_np[keep], x_np[keep] * 0.25, 1.0, reduction)
     np.testing.assert_allclose(out.compute(), expected, rtol=1e-14)
@@ -85,9 +75,9 @@ def test_jax_jit_with_static_parameters(fn, reduction, rng):
     x_np, y_np = rng.standard_normal((5, 6)), rng.standard_normal((6,))
     jitted = jax.jit(fn, static_argnums=(2, 3))
     with pytest.warns(UserWarning, match="different to the input size"):
-        out = _leaves(jitted(jax.numpy.asarray(x_np), jax.numpy.asarray(y_np), 0.5, reduction))
+        out = leaves(jitted(jax.numpy.asarray(x_np), jax.numpy.asarray(y_np), 0.5, reduction))
     with pytest.warns(UserWarning, match="different to the input size"):
-        expected = _leaves(fn(x_np, y_np, 0.5, reduction))
+        expected = leaves(fn(x_np, y_np, 0.5, reduction))
     for o, e in zip(out, expected, strict=True):
         np.testing.assert_allclose(to_numpy(o), e, rtol=1e-15)
 
@@ -116,6 +106,6 @@ def test_array_api_strict_device_is_kept(device_name):
     y = xps.zeros(7, dtype=xps.float32, device=device)
     for fn in FUNCS:
         for reduction in ("mean", "sum", "none"):
-            for o in _leaves(fn(x, y, 1.0, reduction)):
+            for o in leaves(fn(x, y, 1.0, reduction)):
                 assert o.device == device
                 assert o.dtype == xps.float32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -10,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from ..testing import provenance, run_cases
+from ..testing._backends import LIBRARIES
 
 __all__ = ["CheckRow", "check_all", "format_rows"]
 
@@ -31,60 +31,15 @@ class CheckRow:
     failures: list[str] = field(default_factory=list)
 
 
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def _targets() -> Iterator[tuple[str, ModuleType | None, Any, tuple[str, ...], str]]:
     """(backend, namespace, device, gradient paths, reason it cannot run)."""
-    import array_api_compat.numpy
-
-    yield "numpy", array_api_compat.numpy, None, ("function",), ""
-    if _installed("array_api_strict"):
-        import array_api_strict
-
-        yield "array_api_strict", array_api_strict, None, ("function",), ""
-    else:
-        yield "array_api_strict", None, None, (), "not installed"
-    if _installed("torch"):
-        import array_api_compat.torch
-        import torch
-
-        yield "torch", array_api_compat.torch, "cpu", ("function", "autodiff"), ""
-        if torch.cuda.is_available():
-            yield "torch", array_api_compat.torch, "cuda", ("function", "autodiff"), ""
-        else:
-            yield "torch", None, "cuda", (), "no CUDA device"
-    else:
-        yield "torch", None, None, (), "not installed"
-    if _installed("jax"):
-        import jax
-
-        jax.config.update("jax_enable_x64", True)  # the float64 cases need it
-        yield "jax", jax.numpy, None, ("function", "autodiff"), ""
-    else:
-        yield "jax", None, None, (), "not installed"
-    if _installed("dask"):
-        import array_api_compat.dask.array
-
-        yield "dask", array_api_compat.dask.array, None, ("function",), ""
-    else:
-        yield "dask", None, None, (), "not installed"
-    if _installed("cupy"):
-        try:
-            import cupy
-
-            available = bool(cupy.is_available())
-        except Exception:  # a CUDA runtime that cannot start
-            available = False
-        if available:
-            import array_api_compat.cupy
-
-            yield "cupy", array_api_compat.cupy, None, ("function",), ""
-        else:
-            yield "cupy", None, None, (), "installed, but no CUDA device"
-    else:
-        yield "cupy", None, None, (), "not installed"
+    for lib in LIBRARIES:
+        modes = ("function", "autodiff") if lib.autodiff is not None else ("function",)
+        for device, reason in lib.targets():
+            if reason:
+                yield lib.name, None, device, (), reason
+            else:
+                yield lib.name, lib.namespace(), device, modes, ""
 
 
 def check_all() -> list[CheckRow]:

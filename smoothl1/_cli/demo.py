@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from .._functional import smooth_l1_value_and_grad
 from .._namespace import Array
+from ..testing._backends import LIBRARIES, Library, library
 
 __all__ = ["Row", "reference", "run_demo"]
 
@@ -40,43 +41,15 @@ class Backend:
     wait: Callable[[Any], Any] = lambda out: out
 
 
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
 def _backends() -> Iterator[Backend]:
-    yield Backend("numpy", np.asarray, np.asarray)
-    if _installed("array_api_strict"):
-        import array_api_strict as xps
+    for lib in LIBRARIES:
+        for device, reason in lib.targets():
+            if not reason:
+                yield Backend(lib.name, partial(_moved, lib, device), lib.to_numpy, lib.sync)
 
-        yield Backend("array_api_strict", xps.asarray, np.from_dlpack)
-    if _installed("torch"):
-        import torch
 
-        yield Backend("torch", torch.from_numpy, lambda t: t.cpu().numpy())
-        if torch.cuda.is_available():
-            yield Backend("torch", lambda a: torch.from_numpy(a).cuda(),
-                          lambda t: t.cpu().numpy(), lambda out: torch.cuda.synchronize())
-    if _installed("jax"):
-        import jax
-        import jax.numpy as jnp
-
-        yield Backend("jax", jnp.asarray, np.asarray, jax.block_until_ready)
-    if _installed("dask"):
-        import dask
-        import dask.array as da
-
-        yield Backend("dask", lambda a: da.from_array(a, chunks=max(a.size // 4, 1)),
-                      np.asarray, lambda out: dask.compute(*out))  # type: ignore[attr-defined]
-    if _installed("cupy"):
-        try:
-            import cupy
-
-            if cupy.is_available():
-                yield Backend("cupy", cupy.asarray, cupy.asnumpy,
-                              lambda out: cupy.cuda.Device().synchronize())
-        except Exception:  # CuPy without a working CUDA runtime
-            pass
+def _moved(lib: Library, device: Any, a: np.ndarray) -> Any:
+    return lib.from_numpy(a, device)
 
 
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +100,7 @@ def run_demo(n: int = 1_000_000, beta: float = 1.0, repeats: int = 7) -> list[Ro
             grad_error=float(np.max(np.abs(grad - ref_grad))) * n,
             millis=statistics.median(times[1:]) * 1e3,
         ))
-    if _installed("torch"):
+    if not library("torch").missing():
         rows.append(_torch_reference_row(x, y, beta, ref_loss, ref_grad, repeats))
     return rows
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ._ulp import ulp_error
+
 __all__ = ["Case", "load_cases", "provenance"]
 
 QUANTITIES = ("loss", "grad_input", "grad_target")
@@ -55,8 +57,6 @@ class Case:
     @property
     def torch_differs(self) -> bool:
         """Whether torch's values differ from the exact ones (a torch defect case)."""
-        from ._runner import ulp_error  # local: avoid an import cycle
-
         return any(
             ulp_error(self.torch[q], self.expected[q], self.dtype, self.summed_terms[q] > 1)
             > self.tolerance(q)

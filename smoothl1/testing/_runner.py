@@ -12,51 +12,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import _backends
 from ._cases import QUANTITIES, Case, load_cases
+from ._ulp import ulp_error
 
 __all__ = ["Failure", "Report", "assert_conformant", "run_cases", "ulp_error"]
 
 LossFn = Callable[[Any, Any, float, str], Any]
 GradMode = Literal["function", "autodiff", "none"]
-
-
-def _spacing(values: np.ndarray, dtype: str) -> np.ndarray:
-    """Unit in the last place of ``dtype`` at each value (float64 array)."""
-    a = np.abs(values)
-    if dtype == "bfloat16":  # 8 significant bits, exponent range of float32
-        with np.errstate(divide="ignore"):
-            exp = np.floor(np.log2(np.maximum(a, 2.0**-126)))
-        return np.asarray(2.0 ** (exp - 7), dtype=np.float64)
-    with np.errstate(over="ignore"):
-        return np.asarray(np.spacing(a.astype(dtype)), dtype=np.float64)
-
-
-def ulp_error(actual: np.ndarray, expected: np.ndarray, dtype: str, summed: bool) -> float:
-    """Largest error of ``actual`` in units in the last place of ``dtype``.
-
-    NaN must meet NaN and infinities must be equal (else the error is ``inf``).
-    For ``summed`` results (reductions, broadcast gradients) the unit is taken at
-    the largest expected magnitude, so that cancellation to ~0 is not penalised.
-    """
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    if actual.shape != expected.shape:
-        return math.inf
-    if expected.size == 0:
-        return 0.0
-    nan_e, nan_a = np.isnan(expected), np.isnan(actual)
-    if (nan_e != nan_a).any():
-        return math.inf
-    inf_e = np.isinf(expected) | np.isinf(actual)
-    if (actual[inf_e & ~nan_e] != expected[inf_e & ~nan_e]).any():
-        return math.inf
-    ok = ~(nan_e | inf_e)
-    if not ok.any():
-        return 0.0
-    e, a = expected[ok], actual[ok]
-    # for summed results, the unit at the largest magnitude
-    unit = _spacing(np.array([np.max(np.abs(e))]), dtype) if summed else _spacing(e, dtype)
-    return float(np.max(np.abs(a - e) / unit))
 
 
 @dataclass
@@ -119,20 +82,7 @@ def _default_functions(kind: str) -> tuple[LossFn, LossFn]:
 
 def _to_numpy(x: Any) -> np.ndarray:
     """Values of any supported array as float64 NumPy (host copy; testing only)."""
-    import array_api_compat
-
-    if array_api_compat.is_torch_array(x):
-        return np.asarray(x.detach().cpu().double().numpy())
-    if array_api_compat.is_dask_array(x):
-        x = x.compute()
-    if array_api_compat.is_cupy_array(x):
-        x = x.get()
-    if "bfloat16" in str(getattr(x, "dtype", "")):
-        xp = array_api_compat.array_namespace(x)
-        x = xp.astype(x, xp.float32)
-    if isinstance(x, (np.ndarray, np.generic)):
-        return np.asarray(x, dtype=np.float64)
-    return np.asarray(np.from_dlpack(x), dtype=np.float64)
+    return np.asarray(_backends.to_numpy(x), dtype=np.float64)
 
 
 def _make(xp: ModuleType, values: np.ndarray, dtype: str, device: Any) -> Any:
@@ -157,22 +107,10 @@ def _supports(xp: ModuleType, dtype: str, device: Any) -> str:
 
 def _autodiff(xp: ModuleType, fn: LossFn, x: Any, y: Any, case: Case) -> tuple[Any, Any, Any]:
     """The loss and its gradients through the framework's own autodiff."""
-    import array_api_compat
-
-    if array_api_compat.is_torch_array(x):
-        import torch
-
-        xs, ys = x.detach().requires_grad_(), y.detach().requires_grad_()
-        out = fn(xs, ys, case.param, case.reduction)
-        gx, gy = torch.autograd.grad(out, (xs, ys), torch.ones_like(out), allow_unused=True)
-        return out, gx, gy
-    if array_api_compat.is_jax_array(x):
-        import jax
-
-        out, vjp = jax.vjp(lambda a, b: fn(a, b, case.param, case.reduction), x, y)
-        gx, gy = vjp(jax.numpy.ones_like(out))
-        return out, gx, gy
-    raise TypeError(f"gradients='autodiff' needs torch or JAX arrays, not {xp.__name__}")
+    autodiff = _backends.library_of(xp).autodiff
+    if autodiff is None:
+        raise TypeError(f"gradients='autodiff' needs torch or JAX arrays, not {xp.__name__}")
+    return autodiff(lambda a, b: fn(a, b, case.param, case.reduction), x, y)
 
 
 def run_cases(

@@ -10,7 +10,7 @@ import pytest
 
 import smoothl1
 
-from ._oracle import value_and_grads
+from .._oracle import value_and_grads
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy

@@ -71,7 +71,7 @@ def test_a_wrong_contender_is_refused():
 
 def test_command_line_quick_run(tmp_path):
     """The documented command, from the clone's root (the suite is not in the package)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "benchmarks/run.py", "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=600, check=True, cwd=root)

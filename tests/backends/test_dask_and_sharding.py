@@ -14,22 +14,11 @@ import pytest
 
 import smoothl1
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from .._lazy import leaves, no_compute, task_names
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 FUNCS = [smoothl1.smooth_l1, smoothl1.smooth_l1_grad, smoothl1.smooth_l1_value_and_grad,
          smoothl1.huber, smoothl1.huber_grad, smoothl1.huber_value_and_grad]
-
-
-def _leaves(out):
-    return out if isinstance(out, tuple) else (out,)
-
-
-def _no_compute(*args, **kwargs):
-    raise AssertionError("smoothl1 triggered a dask compute while building the graph")
-
-
-def _task_names(a) -> set[str]:
-    return {(k[0] if isinstance(k, tuple) else k).rsplit("-", 1)[0]
-            for k in dict(a.__dask_graph__())}
 
 
 def _layout(name, rng, dtype):
@@ -75,9 +64,9 @@ def test_dask_is_lazy_and_equals_numpy(fn, reduction, dtype, layout, rng):
     dask = pytest.importorskip("dask")
     (x, y, w), (lx, ly, lw) = _layout(layout, rng, dtype)
     args = {"weight": lw} if lw is not None else {}
-    with dask.config.set(scheduler=_no_compute):
-        out = _leaves(fn(lx, ly, 0.5, reduction, **args))
-    expected = _leaves(fn(x, y, 0.5, reduction, **({"weight": w} if w is not None else {})))
+    with dask.config.set(scheduler=no_compute):
+        out = leaves(fn(lx, ly, 0.5, reduction, **args))
+    expected = leaves(fn(x, y, 0.5, reduction, **({"weight": w} if w is not None else {})))
     for o, e in zip(out, expected, strict=True):
         got = o.compute(scheduler="threads")
         assert got.dtype == e.dtype
@@ -94,8 +83,8 @@ def test_dask_is_lazy_and_equals_numpy(fn, reduction, dtype, layout, rng):
 def test_dask_takes_one_streaming_task_per_chunk(fn, layout, rng):
     """Plain layouts go through the per-chunk executor, not a dozen array-API tasks."""
     _, (lx, ly, _) = _layout(layout, rng, "float32")
-    for o in _leaves(fn(lx, ly, 1.0, "mean")):
-        names = _task_names(o)
+    for o in leaves(fn(lx, ly, 1.0, "mean")):
+        names = task_names(o)
         assert "smoothl1-chunk" in names
         assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names), names
 
@@ -114,14 +103,14 @@ def test_every_call_form_takes_one_task_per_chunk(fn, reduction, axis, layout, r
         w, lw = np.linspace(0, 1, 30, dtype=np.float32), da.from_array(
             np.linspace(0, 1, 30, dtype=np.float32), chunks=7)
     kwargs = {"axis": axis} if axis is not None else {}
-    with dask.config.set(scheduler=_no_compute):
-        out = _leaves(fn(lx, ly, 0.5, reduction, weight=lw, **kwargs))
-    expected = _leaves(fn(x, y, 0.5, reduction, weight=w, **kwargs))
+    with dask.config.set(scheduler=no_compute):
+        out = leaves(fn(lx, ly, 0.5, reduction, weight=lw, **kwargs))
+    expected = leaves(fn(x, y, 0.5, reduction, weight=w, **kwargs))
     elementwise = [reduction == "none", reduction != "weighted_mean"]  # value, gradient
     if fn in (smoothl1.smooth_l1_grad, smoothl1.huber_grad):
         elementwise = elementwise[1:]
     for o, e, exact in zip(out, expected, elementwise, strict=False):
-        names = _task_names(o)
+        names = task_names(o)
         assert "smoothl1-chunk" in names
         assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names)
         got = o.compute(scheduler="threads")
@@ -138,7 +127,7 @@ def test_every_call_form_takes_one_task_per_chunk(fn, reduction, axis, layout, r
 def test_dask_unknown_sizes_reduced_along_an_axis(fn, axis, rng):
     dask = pytest.importorskip("dask")
     (x, y, _), (lx, ly, _) = _layout("unknown sizes", rng, "float64")
-    with dask.config.set(scheduler=_no_compute):
+    with dask.config.set(scheduler=no_compute):
         out = fn(lx, ly, 0.7, "mean", axis=axis, keepdims=True)
     np.testing.assert_allclose(out.compute(), fn(x, y, 0.7, "mean", axis=axis, keepdims=True),
                                rtol=1e-15)
@@ -150,7 +139,7 @@ def test_dask_python_number_cotangent_and_keepdims(rng):
     lx, ly = da.from_array(x, chunks=(9, 8)), da.from_array(y, chunks=(9, 8))
     for reduction in ("mean", "sum", "none"):
         got = smoothl1.smooth_l1_grad(lx, ly, 0.3, reduction, grad_output=2.5)
-        assert "smoothl1-chunk" in _task_names(got)
+        assert "smoothl1-chunk" in task_names(got)
         np.testing.assert_array_equal(
             got.compute(), smoothl1.smooth_l1_grad(x, y, 0.3, reduction, grad_output=2.5))
     loss = smoothl1.smooth_l1(lx, ly, 0.3, keepdims=True)

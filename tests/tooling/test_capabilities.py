@@ -10,8 +10,8 @@ import pytest
 
 import smoothl1
 
-from ._backends import backend_namespace, to_numpy
-from .capabilities import CAPABILITIES, COLUMNS, NEEDS_GPU
+from .._backends import backend_namespace, to_numpy
+from ..capabilities import CAPABILITIES, COLUMNS, NEEDS_GPU
 
 BETA = 0.7
 _X = np.array([-3.0, -0.5, -0.2, 0.0, 0.1, 0.6, 0.69, 0.71, 2.5, 40.0])

@@ -12,7 +12,7 @@ import pytest
 
 from smoothl1.__main__ import main
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_demo_table_covers_installed_backends_and_agrees(capsys):
