@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import _formulas
-from ._namespace import Array, is_numpy_backed
+from ._compat import Array, is_numpy_backed
 from ._request import Call, _is_scalar
 from ._validation import Shape, shape_of
 
@@ -174,7 +174,7 @@ def _norm(w: _Work) -> Any:
     return 1.0
 
 
-def _slope(w: _Work, grad_output: object) -> Array:
+def _scaled_derivative(w: _Work, grad_output: object) -> Array:
     """d(result)/d(d) elementwise, times the cotangent, in the working precision."""
     g = _formulas.derivative(w.xp, w.formula, w.d, w.z, w.linear)
     norm = _norm(w)
@@ -208,15 +208,15 @@ def evaluate(
     them into the reduction; the JAX backend chooses it).
     """
     req = call.req
-    w = _prepare(call, input, target, weight)
-    xp = w.xp
-    with _quiet(xp):
+    xp = call.xp
+    with _quiet(xp):  # d = input - target may be inf - inf: a NaN result, not a warning
+        w = _prepare(call, input, target, weight)
         value = None
         if req.value:
             value = _as_array(xp, _cast(xp, _reduce(w, _losses(w, products)), call.out_dtype))
         grad = None
         if req.grad:
-            grad = _to_argument(w, _slope(w, grad_output), input.dtype, call.in_shape)
+            grad = _to_argument(w, _scaled_derivative(w, grad_output), input.dtype, call.in_shape)
     return value, grad
 
 
@@ -235,22 +235,24 @@ def backward(
     """
     if not any(need):
         return None, None, None
-    w = _prepare(call, input, target, weight)
-    xp = w.xp
-    g_in = g_tg = g_w = None
+    xp = call.xp
+    grad_input = grad_target = grad_weight = None
     with _quiet(xp):
+        w = _prepare(call, input, target, weight)
         if need[0] or need[1]:
-            g = _slope(w, grad_output)
-            g_in = _to_argument(w, g, input.dtype, call.in_shape) if need[0] else None
-            g_tg = _to_argument(w, -g, target.dtype, call.tg_shape) if need[1] else None
+            g = _scaled_derivative(w, grad_output)
+            if need[0]:
+                grad_input = _to_argument(w, g, input.dtype, call.in_shape)
+            if need[1]:
+                grad_target = _to_argument(w, -g, target.dtype, call.tg_shape)
         if need[2] and weight is not None:
             elementwise = _formulas.loss(xp, w.formula, w.z, w.linear)
             if w.reduction == "weighted_mean":  # d(S/W)/dw_i = (loss_i - S/W) / W
                 mean = _reduce(w, elementwise, keepdims=True)
                 elementwise = elementwise - mean
             gw = _norm(w) * elementwise * _expand(w, grad_output)
-            g_w = _to_argument(w, gw, weight.dtype, shape_of(weight))
-    return g_in, g_tg, g_w
+            grad_weight = _to_argument(w, gw, weight.dtype, shape_of(weight))
+    return grad_input, grad_target, grad_weight
 
 
 def _weight_tangent_term(w: _Work, elementwise: Array, value: Array, tw: Array) -> Array:
@@ -283,9 +285,9 @@ def value_and_tangent(
     A ``None`` tangent counts as zero.  Both results have the result's shape and
     dtype.  ``products`` as for :func:`evaluate`.
     """
-    w = _prepare(call, input, target, weight)
-    xp, work = w.xp, call.work_dtype
+    xp, work = call.xp, call.work_dtype
     with _quiet(xp):
+        w = _prepare(call, input, target, weight)
         elementwise = _losses(w, products)
         value = _reduce(w, elementwise)
         if input_tangent is None and target_tangent is None:

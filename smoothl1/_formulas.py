@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
-from ._namespace import Array
+from ._compat import Array
 
 __all__ = [
     "Formula", "clamp", "derivative", "factored_loss", "formula_for", "linear_mask", "loss",

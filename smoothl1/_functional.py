@@ -3,7 +3,7 @@ r"""The public loss functions: Smooth L1 and Huber, their gradients, and both at
 from __future__ import annotations
 
 from . import _backends
-from ._namespace import Array
+from ._compat import Array
 from ._request import request
 from ._validation import Reduction
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from ._compat import Array
 from ._functional import (
     huber,
     huber_grad,
@@ -13,7 +14,6 @@ from ._functional import (
     smooth_l1_grad,
     smooth_l1_value_and_grad,
 )
-from ._namespace import Array
 from ._validation import (
     Reduction,
     check_axis_type,

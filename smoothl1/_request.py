@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from . import _formulas
-from ._namespace import Array, namespace_of
+from ._compat import Array, namespace_of
 from ._validation import (
     REDUCTIONS,
     Reduction,

@@ -15,7 +15,7 @@ import warnings
 from types import ModuleType
 from typing import Literal
 
-from ._namespace import Array, describe, is_array
+from ._compat import Array, describe, is_array
 
 __all__ = [
     "REDUCTIONS",

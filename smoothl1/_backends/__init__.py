@@ -29,7 +29,7 @@ import array_api_compat
 import numpy as np
 
 from .. import _core, _masked
-from .._namespace import Array
+from .._compat import Array
 from .._request import Request, validate
 from .._validation import check_devices
 from . import numpy as _numpy
@@ -69,10 +69,8 @@ def evaluate(req: Request, input: Array, target: Array, weight: object = None,
             and not isinstance(weight, _MASKED) and not isinstance(grad_output, _MASKED)):
         call = validate(req, input, target, weight, grad_output)
         out = _numpy.evaluate(call, input, target, weight, grad_output)
-        if out is not None:
-            return out
-        with np.errstate(all="ignore"):
-            return _core.evaluate(call, input, target, weight, grad_output)
+        return out if out is not None else _core.evaluate(call, input, target, weight,
+                                                          grad_output)
     masked = _masked.masked_module(input, target, weight, grad_output)
     if masked is not None:
         return _masked.evaluate(req, input, target, weight, grad_output, masked, evaluate)
@@ -83,11 +81,7 @@ def evaluate(req: Request, input: Array, target: Array, weight: object = None,
     check_devices(req.func, {name: array_api_compat.device(a) for name, a in (
         ("input", input), ("target", target), ("weight", weight), ("grad_output", grad_output))
         if not (a is None or isinstance(a, (int, float)))})
-    # inf - inf and 0/0 are results here (NaN, as torch gives them silently), not
-    # errors to report: NumPy-backed namespaces (array-api-strict) warn, or raise
-    # under np.seterr(all="raise"), and the blocks do not
-    with np.errstate(all="ignore"):
-        return _core.evaluate(call, input, target, weight, grad_output)
+    return _core.evaluate(call, input, target, weight, grad_output)
 
 
 def loss(req: Request, input: Array, target: Array, weight: object) -> Any:

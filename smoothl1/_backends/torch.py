@@ -31,7 +31,7 @@ from torch.autograd import forward_ad
 from torch.masked import MaskedTensor
 
 from .. import _core
-from .._namespace import torch_namespace
+from .._compat import torch_namespace
 from .._request import EXACT_TYPES, Call, Request, validate
 from .._validation import check_devices
 from . import numpy as blocks

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .._compat import Array
 from .._functional import smooth_l1_value_and_grad
-from .._namespace import Array
 from ..testing._backends import LIBRARIES, Library, library
 
 __all__ = ["Row", "reference", "run_demo"]
