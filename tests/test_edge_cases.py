@@ -191,6 +191,36 @@ def test_genuine_nans_are_results_not_warnings(xp, form):
         assert not np.isnan(got[[1, 3]]).any()
 
 
+def test_a_float32_mean_whose_sum_overflows(xp):
+    """5000 losses of 1e36: the mean is 1e36 though a float32 sum overflows (torch: inf).
+
+    Exact on NumPy, torch and dask (float64 sums) and JAX (a rescue that runs only where
+    the sum is inf); the general path (array-api-strict, CuPy) gives torch's inf, a
+    documented limit.
+    """
+    x = asarray(xp, np.full((3, 5000), 1e36, "float32"))
+    y = asarray(xp, np.zeros((3, 5000), "float32"))
+    want = np.float32(1e36) if backend_name(xp) not in ("array_api_strict", "cupy") else np.inf
+    assert to_numpy(smoothl1.smooth_l1(x, y)) == want
+    np.testing.assert_array_equal(to_numpy(smoothl1.smooth_l1(x, y, axis=1)), [want] * 3)
+    value, _ = smoothl1.smooth_l1_value_and_grad(x, y)
+    assert to_numpy(value) == want
+    w = asarray(xp, np.full(5000, 0.5, "float32"))
+    assert to_numpy(smoothl1.smooth_l1(x, y, weight=w)) == (want / 2 if np.isfinite(want)
+                                                            else want)
+
+
+def test_jax_overflow_rescue_under_transforms():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = jnp.full((2, 5000), 1e36, "float32").at[1, 0].set(jnp.inf)
+    y = jnp.zeros_like(x)
+    value, grad = jax.jit(jax.value_and_grad(lambda a: smoothl1.smooth_l1(a, y[0])))(x[0])
+    assert value == np.float32(1e36)
+    np.testing.assert_array_equal(grad, np.full(5000, np.float32(1 / 5000)))
+    np.testing.assert_array_equal(jax.vmap(smoothl1.smooth_l1)(x, y), [np.float32(1e36), np.inf])
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize(("dtype", "beta"), [("float32", INF), ("float64", INF),
                                              ("float32", 1e300)])

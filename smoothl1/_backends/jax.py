@@ -18,6 +18,7 @@ kernel the check runs only when JAX traces it, and is then remembered.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache, partial
 from typing import Any
 
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import _core
-from .._request import Request, validate
+from .._request import Call, Request, validate
 from .._validation import check_devices
 
 __all__ = ["evaluate", "loss"]
@@ -39,7 +40,7 @@ def _call(req: Request, input: Any, target: Any, weight: Any, grad_output: Any =
 def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None, req: Request) -> Any:
     call = _call(req, input, target, weight)
     value, _ = _core.evaluate(call, input, target, weight, products=True)
-    return value
+    return _rescue_overflow(call, value, input, target, weight)
 
 
 @_loss.defjvp
@@ -49,16 +50,45 @@ def _loss_jvp(
     input, target, weight = primals
     input_t, target_t, weight_t = tangents
     call = _call(req, input, target, weight)
-    return _core.value_and_tangent(call, input, target, weight, input_t, target_t, weight_t,
-                                   products=True)
-
-
+    value, tangent = _core.value_and_tangent(call, input, target, weight, input_t, target_t,
+                                             weight_t, products=True)
+    return _rescue_overflow(call, value, input, target, weight), tangent
 
 
 def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any,
               req: Request) -> Any:
     call = _call(req, input, target, weight, grad_output)
-    return _core.evaluate(call, input, target, weight, grad_output, products=True)
+    value, grad = _core.evaluate(call, input, target, weight, grad_output, products=True)
+    if value is not None:
+        value = _rescue_overflow(call, value, input, target, weight)
+    return value, grad
+
+
+#: Exact power-of-two scalings for the rescued mean.
+_TINY, _HUGE = 2.0**-64, 2.0**64
+
+
+def _rescue_overflow(call: Call, value: Any, input: Any, target: Any, weight: Any) -> Any:
+    """A mean whose sum of finite losses overflowed, recomputed from scaled losses.
+
+    XLA sums in the working precision, so the float32 mean of 5000 losses of
+    1e36 would be ``inf`` (as torch's) although it is 1e36.  ``lax.cond`` runs
+    the rescue only where a result is infinite (a scalar test otherwise; under
+    ``vmap`` both branches run).  Losses that are themselves infinite give
+    ``inf`` either way, NaN stays NaN.
+    """
+    req, count = call.req, call.count
+    if req.reduction != "mean" or not count:  # unknown (None) or empty: nothing to rescue
+        return value
+
+    def rescue() -> Any:
+        none = _call(dataclasses.replace(req, reduction="none", axis=None, keepdims=False,
+                                         value=True, grad=False), input, target, weight)
+        losses = jnp.asarray(_core.evaluate(none, input, target, weight)[0], call.work_dtype)
+        total = jnp.sum(losses * _TINY, axis=call.axis, keepdims=req.keepdims)
+        return (total / count * _HUGE).astype(value.dtype)
+
+    return jax.lax.cond(jnp.any(jnp.isinf(value)), rescue, lambda: value)
 
 
 #: Requests whose compiled kernels are kept.  A kernel is compiled per request
