@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ._core import _sum_to_shape
 from ._request import Call, Request, validate
 from ._validation import Shape
 
@@ -68,15 +69,6 @@ def _all_to(mask: Any, xp: ModuleType, shape: Shape) -> Any:
         mask = xp.all(mask, axis=tuple(range(lead)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and mask.shape[i] != 1)
     return xp.all(mask, axis=axes, keepdims=True) if axes else mask
-
-
-def _sum_to(a: Any, xp: ModuleType, shape: Shape) -> Any:
-    """``a`` summed over the axes it was broadcast along, back to ``shape``."""
-    lead = a.ndim - len(shape)
-    if lead:
-        a = xp.sum(a, axis=tuple(range(lead)))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and a.shape[i] != 1)
-    return xp.sum(a, axis=axes, keepdims=True, dtype=a.dtype) if axes else a
 
 
 def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output: object,
@@ -124,7 +116,7 @@ def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output:
             value = value / count
         value = ma.masked_array(value, mask=out_mask)
     if grad is not None:
-        grad = _sum_to(grad, xp, call.in_shape) if call.in_shape != shape else grad
+        grad = _sum_to_shape(xp, grad, call.in_shape) if call.in_shape != shape else grad
         grad = ma.masked_array(grad, mask=_all_to(mask, xp, call.in_shape))
     return value, grad
 

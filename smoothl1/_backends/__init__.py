@@ -39,12 +39,16 @@ __all__ = ["evaluate", "loss"]
 _MASKED = np.ma.MaskedArray
 
 
-def _framework(input: Array, target: Array) -> ModuleType | None:
+def _framework(input: Array, target: Array, weight: object = None,
+               grad_output: object = None) -> ModuleType | None:
     """The backend module for two arrays of one framework, or ``None``.
 
     Only when *both* arrays belong to it: mixed inputs take the general path,
-    whose validation reports them clearly.  (Plain ``import`` statements, which
-    Dynamo traces; ``importlib`` would break the graph.)
+    whose validation reports them clearly.  dask arrays with masks go to
+    :mod:`smoothl1._masked` first (torch and JAX arrays have no NumPy masks: a
+    masked weight with them is refused as a mix of libraries).  (Plain
+    ``import`` statements, which Dynamo traces; ``importlib`` would break the
+    graph.)
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(input, torch.Tensor) and isinstance(target, torch.Tensor):
@@ -56,7 +60,8 @@ def _framework(input: Array, target: Array) -> ModuleType | None:
         return backend
     dask_array = sys.modules.get("dask.array")
     if (dask_array is not None and isinstance(input, dask_array.Array)
-            and isinstance(target, dask_array.Array)):
+            and isinstance(target, dask_array.Array)
+            and _masked.masked_module(input, target, weight, grad_output) is None):
         from . import dask as backend  # type: ignore[no-redef]
         return backend
     return None
@@ -71,12 +76,12 @@ def evaluate(req: Request, input: Array, target: Array, weight: object = None,
         out = _numpy.evaluate(call, input, target, weight, grad_output)
         return out if out is not None else _core.evaluate(call, input, target, weight,
                                                           grad_output)
+    backend = _framework(input, target, weight, grad_output)
+    if backend is not None:
+        return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
     masked = _masked.masked_module(input, target, weight, grad_output)
     if masked is not None:
         return _masked.evaluate(req, input, target, weight, grad_output, masked, evaluate)
-    backend = _framework(input, target)
-    if backend is not None:
-        return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
     call = validate(req, input, target, weight, grad_output)
     check_devices(req.func, {name: array_api_compat.device(a) for name, a in (
         ("input", input), ("target", target), ("weight", weight), ("grad_output", grad_output))
@@ -88,8 +93,7 @@ def loss(req: Request, input: Array, target: Array, weight: object) -> Any:
     """The loss; differentiable by the framework's autodiff for torch and JAX arrays."""
     if _numpy.accepts(input) and _numpy.accepts(target):
         return evaluate(req, input, target, weight)[0]
-    backend = _framework(input, target)
-    if (backend is not None and hasattr(backend, "loss")
-            and _masked.masked_module(input, target, weight) is None):
+    backend = _framework(input, target, weight)
+    if backend is not None and hasattr(backend, "loss"):
         return backend.loss(req, input, target, weight)
     return evaluate(req, input, target, weight)[0]

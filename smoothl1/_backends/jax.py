@@ -19,7 +19,7 @@ kernel the check runs only when JAX traces it, and is then remembered.
 from __future__ import annotations
 
 import dataclasses
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any
 
 import jax
@@ -114,9 +114,15 @@ def evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
         input, target, _weight(input, target, weight), grad_output)
 
 
+@cache
+def _one_device() -> bool:
+    """Whether JAX has one device (fixed once JAX has started): nothing to check then."""
+    return len(jax.devices()) == 1
+
+
 def _check_devices(req: Request, *arrays: Any) -> None:
     """Committed arrays on one device (JAX moves uncommitted ones where they are needed)."""
-    if len(jax.devices()) == 1 or isinstance(arrays[0], jax.core.Tracer):
+    if _one_device() or isinstance(arrays[0], jax.core.Tracer):
         return
     names = ("input", "target", "weight", "grad_output")
     check_devices(req.func, {
