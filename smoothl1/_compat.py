@@ -87,7 +87,7 @@ def namespace_of(
 
 #: Namespaces whose arithmetic is NumPy's, which reports overflow and invalid
 #: operations as warnings where torch and JAX stay silent.
-_NUMPY_BACKED = frozenset({"array_api_compat.numpy", "numpy", "array_api_strict"})
+_NUMPY_BACKED = frozenset({"array_api_compat.numpy", "numpy", "array_api_strict", "sparse"})
 
 
 def is_numpy_backed(xp: ModuleType) -> bool:

@@ -20,7 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def test_smoothl1_conforms_on_every_backend(xp):
     report = assert_conformant(xp)
-    expected = {"numpy": 119, "array_api_strict": 110, "dask": 119}.get(backend_name(xp), 125)
+    # no bfloat16 but in torch and JAX (6 cases), no float16 in array-api-strict (15)
+    expected = {"torch": 125, "jax": 125, "cupy": 119, "array_api_strict": 110}.get(
+        backend_name(xp), 119)
     assert report.passed == expected
     assert report.worst_ulps["loss"] <= 3
 

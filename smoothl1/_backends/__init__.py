@@ -10,7 +10,11 @@ call then takes the general path of :mod:`smoothl1._core`:
    computed by the NumPy blocks through zero-copy views.
 3. Two JAX arrays: ``jax.custom_jvp`` and one jitted kernel per request (:mod:`.jax`).
 4. Two dask arrays: one NumPy-block task per chunk (:mod:`.dask`).
-5. Anything else (array-api-strict, CuPy, mixed libraries, ...): :mod:`smoothl1._core`.
+5. Two cubed arrays: one NumPy-block task per chunk (:mod:`.cubed`).
+6. Masked arrays (marray's over any library, ``numpy.ma`` weights): the masks
+   become weights and plain arrays, and come back (:mod:`smoothl1._masked`).
+7. Anything else (array-api-strict, CuPy, ndonnx, sparse, mixed libraries, ...):
+   :mod:`smoothl1._core`.
 
 Frameworks are recognised through ``sys.modules`` only (a framework the caller
 has not imported is never imported here), with plain ``isinstance`` checks
@@ -63,6 +67,10 @@ def _framework(input: Array, target: Array, weight: object = None,
             and isinstance(target, dask_array.Array)
             and _masked.masked_module(input, target, weight, grad_output) is None):
         from . import dask as backend  # type: ignore[no-redef]
+        return backend
+    cubed = sys.modules.get("cubed")
+    if cubed is not None and isinstance(input, cubed.Array) and isinstance(target, cubed.Array):
+        from . import cubed as backend  # type: ignore[no-redef]
         return backend
     return None
 

@@ -208,6 +208,52 @@ def _strict_from_numpy(a: np.ndarray, device: Any) -> Any:
         a, device=device)
 
 
+def _ndonnx_to_numpy(a: Any) -> np.ndarray:
+    values = a.unwrap_numpy()  # None for a symbolic array (one without values)
+    if values is None:
+        raise ValueError("a symbolic ndonnx array has no values; build a model and run it")
+    return np.asarray(values)
+
+
+def _sparse_from_numpy(a: np.ndarray, device: Any) -> Any:
+    import sparse
+
+    return sparse.COO.from_numpy(a)
+
+
+def _sparse_to_numpy(a: Any) -> np.ndarray:
+    return np.asarray(a.todense())
+
+
+def _marray() -> ModuleType:
+    import marray
+
+    return marray.numpy  # type: ignore[no-any-return]  # masked arrays over NumPy
+
+
+def _marray_to_numpy(a: Any) -> np.ndarray:
+    """Plain values where nothing is masked, a ``numpy.ma`` array otherwise."""
+    data, mask = _plain(a.data), np.asarray(a.mask)
+    return np.ma.masked_array(data, mask=mask) if mask.any() else data
+
+
+def _cubed_from_numpy(a: np.ndarray, device: Any) -> Any:
+    import cubed.array_api as xp
+
+    # a few chunks, as for dask: the per-chunk work and the combining both run
+    return xp.asarray(a, chunks=max(a.size // 4, 1) if a.ndim == 1 else "auto")
+
+
+def _cubed_to_numpy(a: Any) -> np.ndarray:
+    return np.asarray(a.compute())
+
+
+def _cubed_sync(out: Any) -> Any:
+    import cubed
+
+    return cubed.compute(out)
+
+
 #: Every array library the tools know, in the order they are listed.
 LIBRARIES: tuple[Library, ...] = (
     Library("numpy", "numpy", _compat("numpy"), lambda a, device: np.asarray(a), _plain),
@@ -220,6 +266,14 @@ LIBRARIES: tuple[Library, ...] = (
     Library("dask", "dask.array", _compat("dask.array"), _dask_from_numpy, _dask_to_numpy,
             sync=_dask_sync),
     Library("cupy", "cupy", _compat("cupy"), _cupy_from_numpy, _cupy_to_numpy, sync=_cupy_sync),
+    Library("ndonnx", "ndonnx", lambda: importlib.import_module("ndonnx"),
+            lambda a, device: importlib.import_module("ndonnx").asarray(a), _ndonnx_to_numpy),
+    Library("sparse", "sparse", lambda: importlib.import_module("sparse"), _sparse_from_numpy,
+            _sparse_to_numpy),
+    Library("marray", "marray", _marray, lambda a, device: _marray().asarray(a),
+            _marray_to_numpy),
+    Library("cubed", "cubed", lambda: importlib.import_module("cubed.array_api"),
+            _cubed_from_numpy, _cubed_to_numpy, sync=_cubed_sync),
 )
 
 
