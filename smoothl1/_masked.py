@@ -160,7 +160,9 @@ def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output:
         # weight divided by that count first, so that the float32 sum cannot
         # overflow where the mean does not.  Outputs with no unmasked element are
         # masked: divide those by 1, not 0.
-        count = xp.sum(~mask, axis=axis, keepdims=True)
+        # count_nonzero (array-api-strict sums no booleans; dask's has no keepdims)
+        count = xp.reshape(xp.count_nonzero(~mask, axis=axis), tuple(
+            1 if axis is None or i in axis else n for i, n in enumerate(mask.shape)))
         count = xp.where(count == 0, 1, count)
         # dask.array has no ``astype`` function, only the method; array-API arrays the reverse
         count = (xp.astype(count, call.out_dtype) if hasattr(xp, "astype")

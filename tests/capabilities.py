@@ -16,33 +16,50 @@ COLUMNS: dict[str, str] = {
     "compiled": "jit / compile",
     "lazy": "lazy / traced",
     "gpu": "GPU",
+    "structure": "masks / sparsity",
 }
 
 #: Backend -> column -> what works (short text), or None.
 CAPABILITIES: dict[str, dict[str, str | None]] = {
     "numpy": {
         "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None, "lazy": None,
-        "gpu": None,
+        "gpu": None, "structure": "numpy.ma masks",
     },
     "array_api_strict": {
         "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None, "lazy": None,
-        "gpu": None,
+        "gpu": None, "structure": None,
     },
     "torch": {
         "forward": "yes", "grad": "yes", "autodiff": "autograd, torch.func",
-        "compiled": "torch.compile", "lazy": "meta device", "gpu": "CUDA",
+        "compiled": "torch.compile", "lazy": "meta device", "gpu": "CUDA", "structure": None,
     },
     "jax": {
         "forward": "yes", "grad": "yes", "autodiff": "grad, jvp, hessian",
-        "compiled": "jit, vmap", "lazy": "traced", "gpu": "GPU",
+        "compiled": "jit, vmap", "lazy": "traced", "gpu": "GPU", "structure": None,
     },
     "dask": {
         "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None,
-        "lazy": "task graph", "gpu": None,
+        "lazy": "task graph", "gpu": None, "structure": "masked chunks",
     },
     "cupy": {
         "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None, "lazy": None,
-        "gpu": "CUDA",
+        "gpu": "CUDA", "structure": None,
+    },
+    "ndonnx": {
+        "forward": "yes", "grad": "yes", "autodiff": None, "compiled": "ONNX model export",
+        "lazy": "symbolic arrays", "gpu": None, "structure": None,
+    },
+    "sparse": {
+        "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None, "lazy": None,
+        "gpu": None, "structure": "COO in, COO out",
+    },
+    "marray": {
+        "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None, "lazy": None,
+        "gpu": None, "structure": "masks (over any library)",
+    },
+    "cubed": {
+        "forward": "yes", "grad": "yes", "autodiff": None, "compiled": None,
+        "lazy": "plan, bounded memory", "gpu": None, "structure": None,
     },
 }
 

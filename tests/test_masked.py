@@ -11,6 +11,7 @@ import pytest
 
 import smoothl1
 
+from ._backends import backend_namespace, to_numpy
 from ._lazy import no_compute
 
 KINDS = {"smooth_l1": (smoothl1.smooth_l1, smoothl1.smooth_l1_grad, 0.7),
@@ -186,3 +187,84 @@ def test_dask_masked_chunks_behind_a_plain_meta_are_refused():
     loss = smoothl1.smooth_l1(x, da.zeros(6, chunks=3))
     with pytest.raises(TypeError, match="masked chunks but a plain NumPy meta"):
         loss.compute(scheduler="sync")
+
+
+# ------------------------------------------------------------------------------ marray
+# marray wraps any array-API library's arrays with masks; smoothl1 gives it numpy.ma's
+# semantics (checked above against the unmasked elements alone), on the wrapped library.
+
+
+@pytest.fixture(params=["numpy", "array_api_strict", "torch", "jax"])
+def mxp(request):
+    marray = pytest.importorskip("marray")
+    return marray.masked_namespace(backend_namespace(request.param))
+
+
+def _marray(mxp, a):
+    """A numpy.ma array (or a plain one) as an marray of ``mxp``'s library."""
+    data = np.ma.getdata(a)
+    return mxp.asarray(data, mask=np.ma.getmaskarray(a))
+
+
+def _same_as_numpy_ma(got, want):
+    """An marray result holds numpy.ma's result: same mask, same values where unmasked."""
+    assert type(got).__name__ == "MArray"
+    mask = np.broadcast_to(np.ma.getmaskarray(want), np.shape(want))
+    np.testing.assert_array_equal(to_numpy(got.mask), mask)
+    data = to_numpy(got.data)
+    np.testing.assert_allclose(data[~mask], np.ma.getdata(want)[~mask], rtol=1e-6
+                               if data.dtype == np.float32 else 1e-15)
+    np.testing.assert_array_equal(data[mask], 0.0)  # nothing under a mask leaks out
+
+
+def test_marray_reproduction_of_the_issue(mxp):
+    """README's seven elements with the two largest masked: the mean of the other five."""
+    x = mxp.asarray(np.array([-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0]),
+                    mask=np.array([1, 0, 0, 0, 0, 0, 1], bool))
+    y = mxp.asarray(np.zeros(7))
+    loss = smoothl1.smooth_l1(x, y)
+    assert type(loss).__name__ == "MArray"
+    assert float(to_numpy(loss.data)) == 0.25  # was 0.1786: divided by 7
+    none = smoothl1.smooth_l1(x, y, reduction="none")
+    assert np.ma.masked_array(to_numpy(none.data), mask=to_numpy(none.mask)).mean() == 0.25
+    w = mxp.asarray(np.array([5.0, 1, 1, 1, 1, 1, 5]))
+    assert float(to_numpy(smoothl1.smooth_l1(x, y, weight=w,
+                                             reduction="weighted_mean").data)) == 0.25
+
+
+@pytest.mark.parametrize("axis", [None, 1])
+@pytest.mark.parametrize(("reduction", "weighted"), [
+    ("none", False), ("mean", False), ("sum", False), ("mean", True), ("weighted_mean", True),
+    ("none", True)])
+def test_marray_matches_numpy_ma(kind, pair, mxp, axis, reduction, weighted):
+    loss, grad, p = kind
+    x, y, _ = pair
+    w = np.ma.masked_array(np.arange(1.0, 8.0), mask=[0, 0, 1, 0, 0, 0, 0]) if weighted else None
+    kwargs = {"axis": axis} if reduction != "none" else {}
+    mw = None if w is None else _marray(mxp, w)
+    _same_as_numpy_ma(loss(_marray(mxp, x), _marray(mxp, y), p, reduction, weight=mw, **kwargs),
+                      loss(x, y, p, reduction, weight=w, **kwargs))
+    _same_as_numpy_ma(grad(_marray(mxp, x), _marray(mxp, y), p, reduction, weight=mw, **kwargs),
+                      grad(x, y, p, reduction, weight=w, **kwargs))
+
+
+def test_marray_value_and_grad_and_float32(pair, mxp):
+    x, y, m = pair
+    mx, my = _marray(mxp, x.astype("f4")), _marray(mxp, y.astype("f4"))
+    value, grad = smoothl1.smooth_l1_value_and_grad(mx, my)
+    assert value.dtype == grad.dtype == mx.dtype  # float32 stays float32, in its library
+    assert type(value.data) is type(mx.data)
+    _same_as_numpy_ma(value, smoothl1.smooth_l1(x.astype("f4"), y.astype("f4")))
+    _same_as_numpy_ma(grad, smoothl1.smooth_l1_grad(x.astype("f4"), y.astype("f4")))
+    _same_as_numpy_ma(smoothl1.SmoothL1Loss()(mx, my), value_np := smoothl1.smooth_l1(
+        x.astype("f4"), y.astype("f4")))
+    assert not np.ma.getmaskarray(value_np)
+
+
+def test_marray_everything_masked_and_inputs_untouched(mxp):
+    x = mxp.asarray(np.full((3, 2), np.nan), mask=np.ones((3, 2), bool))
+    y = mxp.asarray(np.zeros((3, 2)))
+    for reduction in ("mean", "sum"):
+        assert bool(to_numpy(smoothl1.smooth_l1(x, y, reduction=reduction).mask))
+    assert np.isnan(to_numpy(x.data)).all()
+    assert to_numpy(x.mask).all()

@@ -209,10 +209,7 @@ def _strict_from_numpy(a: np.ndarray, device: Any) -> Any:
 
 
 def _ndonnx_to_numpy(a: Any) -> np.ndarray:
-    values = a.unwrap_numpy()  # None for a symbolic array (one without values)
-    if values is None:
-        raise ValueError("a symbolic ndonnx array has no values; build a model and run it")
-    return np.asarray(values)
+    return np.asarray(a.unwrap_numpy())  # a symbolic array has none: ndonnx's ValueError
 
 
 def _sparse_from_numpy(a: np.ndarray, device: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import warnings
 
@@ -146,6 +147,100 @@ def _jax_gpu() -> None:
     np.testing.assert_allclose(float(loss), _reference()[0], rtol=1e-15)
 
 
+def _ndonnx_model(dtype_name: str = "float64"):
+    """smooth_l1_value_and_grad on symbolic ndonnx arrays, built as an ONNX model."""
+    ndx = pytest.importorskip("ndonnx")
+    dtype = getattr(ndx, dtype_name)
+    x, y = ndx.argument(shape=("N",), dtype=dtype), ndx.argument(shape=("N",), dtype=dtype)
+    loss, grad = smoothl1.smooth_l1_value_and_grad(x, y, BETA)
+    for out in (loss, grad):  # symbolic: there are no values to read
+        with pytest.raises(ValueError, match="no propagated value"):
+            out.unwrap_numpy()
+    return ndx.build({"input": x, "target": y}, {"loss": loss, "grad": grad})
+
+
+def _ndonnx_compiled() -> None:
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = _ndonnx_model()
+    onnx.checker.check_model(model, full_check=True)
+    want_loss, want_grad = smoothl1.smooth_l1_value_and_grad(_X, _Y, BETA)
+    exact = ort.SessionOptions()
+    exact.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    loss, grad = ort.InferenceSession(model.SerializeToString(), exact).run(
+        ["loss", "grad"], {"input": _X, "target": _Y})
+    assert loss == want_loss  # NumPy's numbers, from onnxruntime
+    np.testing.assert_array_equal(grad, want_grad)
+    # onnxruntime's default optimizations rewrite the gradient's division: within 1 ulp
+    loss, grad = ort.InferenceSession(model.SerializeToString()).run(
+        ["loss", "grad"], {"input": _X, "target": _Y})
+    assert loss == want_loss
+    np.testing.assert_array_max_ulp(grad, want_grad, maxulp=1)
+    np.testing.assert_allclose(loss, _reference()[0], rtol=1e-15)
+
+
+def _ndonnx_lazy() -> None:
+    model = _ndonnx_model("float32")
+    inputs = [i.name for i in model.graph.input]
+    assert inputs == ["input", "target"]
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["N"]  # any length, decided when it runs
+
+
+def _cubed_lazy() -> None:
+    cubed = pytest.importorskip("cubed")
+    xp = pytest.importorskip("cubed.array_api")
+    x, y = xp.asarray(_X, chunks=3), xp.asarray(_Y, chunks=4)
+    with cubed.raise_if_computes():
+        loss, grad = smoothl1.smooth_l1_value_and_grad(x, y, BETA)
+    assert isinstance(loss, cubed.Array)
+    assert isinstance(grad, cubed.Array)
+    loss, grad = cubed.compute(loss, grad)
+    np.testing.assert_allclose(loss, _reference()[0], rtol=1e-15)
+    np.testing.assert_allclose(grad, _reference()[1], rtol=1e-15)
+
+
+def _numpy_masks() -> None:
+    x = np.ma.masked_array(_X, mask=_X > 30)  # the 40.0
+    loss = smoothl1.smooth_l1(x, _Y, BETA)
+    assert loss == smoothl1.smooth_l1(_X[:-1], _Y[:-1], BETA)
+    assert smoothl1.smooth_l1_grad(x, _Y, BETA).mask.tolist() == [False] * 9 + [True]
+
+
+def _dask_masks() -> None:
+    da = pytest.importorskip("dask.array")
+    x = da.from_array(np.ma.masked_array(_X, mask=_X > 30), chunks=4, asarray=False)
+    loss = smoothl1.smooth_l1(x, da.from_array(_Y, chunks=4), BETA).compute()
+    assert loss == smoothl1.smooth_l1(_X[:-1], _Y[:-1], BETA)
+
+
+def _marray_masks() -> None:
+    marray = pytest.importorskip("marray")
+    namespaces = [marray.numpy]
+    if importlib.util.find_spec("torch") is not None:  # masks over another library's arrays
+        namespaces.append(marray.masked_namespace(importlib.import_module(
+            "array_api_compat.torch")))
+    for xp in namespaces:
+        x = xp.asarray(xp.asarray(_X).data, mask=_X > 30)
+        y = xp.asarray(xp.asarray(_Y).data)
+        loss = smoothl1.smooth_l1(x, y, BETA)
+        assert not bool(loss.mask)
+        assert to_numpy(loss.data) == smoothl1.smooth_l1(_X[:-1], _Y[:-1], BETA)
+        assert to_numpy(smoothl1.smooth_l1_grad(x, y, BETA).mask).tolist() == [False] * 9 + [True]
+
+
+def _sparse_structure() -> None:
+    sparse = pytest.importorskip("sparse")
+    x, y = sparse.COO.from_numpy(_X), sparse.COO.from_numpy(_Y)
+    none = smoothl1.smooth_l1(x, y, BETA, reduction="none")
+    grad = smoothl1.smooth_l1_grad(x, y, BETA)
+    for out in (none, grad):
+        assert isinstance(out, sparse.COO) and out.fill_value == 0
+        assert out.nnz == 9  # the one element where x == y == 0 stays implicit
+    np.testing.assert_array_equal(none.todense(), smoothl1.smooth_l1(_X, _Y, BETA, "none"))
+    np.testing.assert_allclose(grad.todense(), _reference()[1], rtol=1e-15)
+
+
 def _cupy(check):
     def run(backend: str) -> None:
         if importlib.util.find_spec("cupy") is None:
@@ -160,6 +255,10 @@ CHECKS = {
     ("torch", "lazy"): _torch_lazy, ("jax", "lazy"): _jax_lazy, ("dask", "lazy"): _dask_lazy,
     ("torch", "gpu"): _torch_gpu, ("jax", "gpu"): _jax_gpu,
     ("cupy", "gpu"): lambda: _cupy(_grad)("cupy"),
+    ("ndonnx", "compiled"): _ndonnx_compiled, ("ndonnx", "lazy"): _ndonnx_lazy,
+    ("cubed", "lazy"): _cubed_lazy,
+    ("numpy", "structure"): _numpy_masks, ("dask", "structure"): _dask_masks,
+    ("marray", "structure"): _marray_masks, ("sparse", "structure"): _sparse_structure,
 }
 
 
