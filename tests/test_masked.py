@@ -249,7 +249,7 @@ def test_marray_matches_numpy_ma(kind, pair, mxp, axis, reduction, weighted):
 
 
 def test_marray_value_and_grad_and_float32(pair, mxp):
-    x, y, m = pair
+    x, y, _ = pair
     mx, my = _marray(mxp, x.astype("f4")), _marray(mxp, y.astype("f4"))
     value, grad = smoothl1.smooth_l1_value_and_grad(mx, my)
     assert value.dtype == grad.dtype == mx.dtype  # float32 stays float32, in its library

@@ -235,10 +235,11 @@ def _marray_to_numpy(a: Any) -> np.ndarray:
 
 
 def _cubed_from_numpy(a: np.ndarray, device: Any) -> Any:
-    import cubed.array_api as xp
+    import cubed
 
     # a few chunks, as for dask: the per-chunk work and the combining both run
-    return xp.asarray(a, chunks=max(a.size // 4, 1) if a.ndim == 1 else "auto")
+    # (from_array: cubed's asarray holds at most 1 MB in memory)
+    return cubed.from_array(a, chunks=max(a.size // 4, 1) if a.ndim == 1 else "auto")
 
 
 def _cubed_to_numpy(a: Any) -> np.ndarray:
@@ -248,7 +249,7 @@ def _cubed_to_numpy(a: Any) -> np.ndarray:
 def _cubed_sync(out: Any) -> Any:
     import cubed
 
-    return cubed.compute(out)
+    return cubed.compute(*out) if isinstance(out, tuple) else cubed.compute(out)
 
 
 #: Every array library the tools know, in the order they are listed.

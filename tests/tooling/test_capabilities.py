@@ -235,7 +235,8 @@ def _sparse_structure() -> None:
     none = smoothl1.smooth_l1(x, y, BETA, reduction="none")
     grad = smoothl1.smooth_l1_grad(x, y, BETA)
     for out in (none, grad):
-        assert isinstance(out, sparse.COO) and out.fill_value == 0
+        assert isinstance(out, sparse.COO)
+        assert out.fill_value == 0
         assert out.nnz == 9  # the one element where x == y == 0 stays implicit
     np.testing.assert_array_equal(none.todense(), smoothl1.smooth_l1(_X, _Y, BETA, "none"))
     np.testing.assert_allclose(grad.todense(), _reference()[1], rtol=1e-15)
