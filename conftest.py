@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 
 collect_ignore = [f"smoothl1/_backends/{name}.py" for name, module in
-                  (("torch", "torch"), ("jax", "jax"), ("dask", "dask"))
+                  (("torch", "torch"), ("jax", "jax"), ("dask", "dask"), ("cubed", "cubed"))
                   if importlib.util.find_spec(module) is None]
 if importlib.util.find_spec("torch") is None:
     collect_ignore.append("smoothl1/nn.py")  # the torch modules
