@@ -51,7 +51,7 @@ from ._compat import Array
 
 __all__ = [
     "Formula", "clamp", "derivative", "factored_loss", "formula_for", "linear_mask", "loss",
-    "loss_products", "mean_scale", "slope",
+    "loss_products", "mean_scale", "param_derivative", "slope",
 ]
 
 Kind = Literal["smooth_l1", "huber", "l1"]
@@ -72,14 +72,21 @@ class Formula:
         ``"smooth_l1"``, ``"huber"`` or ``"l1"`` (Smooth L1 with ``beta == 0``).
     param
         ``beta`` or ``delta``, already rounded to the working precision (as
-        torch's kernels round it to ``scalar_t``).
+        torch's kernels round it to ``scalar_t``): a Python float, or an array
+        in the working precision that broadcasts against the losses (a
+        threshold per element; see :func:`per_element`).
     bits
         Working precision: 32 or 64.
     """
 
     kind: Kind
-    param: float
+    param: float | Array
     bits: int
+
+    @property
+    def per_element(self) -> bool:
+        """Whether ``param`` is an array (every case then decided by ``where``)."""
+        return not isinstance(self.param, (int, float))
 
 
 _FLOAT32_MAX = (2.0 - 2.0**-23) * 2.0**127
@@ -131,6 +138,8 @@ def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None, *,
     p = f.param
     if f.kind == "l1":
         return z
+    if f.per_element:
+        return _loss_per_element(xp, f, z, linear)
     # The quadratic branch is only used where z < p.  Zeroing z elsewhere changes
     # no value that is used and keeps unused elements from overflowing, which
     # NumPy-backed lazy libraries such as dask would report as warnings.
@@ -155,6 +164,38 @@ def loss(xp: ModuleType, f: Formula, z: Array, linear: Array | None, *,
     return xp.where(linear, z - 0.5 * p, quad)
 
 
+def _valid(xp: ModuleType, f: Formula, out: Array) -> Array:
+    """``out``, and NaN where a per-element threshold is not valid.
+
+    A ``beta`` must be ``>= 0`` and a ``delta`` ``> 0`` (as a Python number is
+    checked); an element that is negative, NaN (or a ``delta`` of 0) gives NaN
+    there, on every backend, since values cannot be checked without reading them.
+    """
+    ok = f.param > 0 if f.kind == "huber" else f.param >= 0
+    return xp.where(ok, out, float("nan"))
+
+
+def _loss_per_element(xp: ModuleType, f: Formula, z: Array, linear: Array | None) -> Array:
+    """:func:`loss` with an array ``param``: each element exactly the scalar formula's value.
+
+    The scalar code's Python branches become ``where``: ``beta = 0`` is L1 (every
+    ``z >= 0`` is linear: ``z - 0``), ``beta = inf`` is 0 (the quadratic branch
+    ``0.5*z*z/inf``, with the repair where ``z`` is huge), ``beta = 1`` divides
+    by 1 (exact, so the same bits as the scalar code's shortcut).
+    """
+    p = f.param
+    zq = xp.where(linear, 0.0, z)  # as in ``loss``: z is only squared where z < p
+    if f.kind == "huber":
+        return _valid(xp, f, xp.where(linear, p * (z - 0.5 * p), 0.5 * zq * zq))
+    c = _SQRT_2HUGE[f.bits]
+    zs = xp.where(z < c, zq, 0.0)  # z >= c only matters for p > c: z < p elsewhere
+    half_square = 0.5 * zs * zs
+    quad = half_square / p
+    lost = half_square < _TINY[f.bits]
+    quad = xp.where(lost, 0.5 * zq * xp.abs(zq / p), quad)
+    return _valid(xp, f, xp.where(linear, z - 0.5 * p, quad))
+
+
 def _unit(xp: ModuleType, d: Array) -> Array:
     """+1 where ``d > 0``, else -1; only used where ``d`` is non-zero and not NaN.
 
@@ -176,9 +217,44 @@ def derivative(xp: ModuleType, f: Formula, d: Array, z: Array, linear: Array | N
         # sign(d): 0 at d == 0 and NaN at NaN, with a zero derivative
         return xp.where(z > 0, _unit(xp, d), xp.where(d == d, 0.0, d))
     dq = xp.where(linear, 0.0, d)  # as in ``loss``: d is only used where |d| < p
+    if f.per_element:  # beta = 0 is L1 here too: sign(d), 0 at d == 0
+        if f.kind == "huber":
+            return _valid(xp, f, xp.where(linear, p * _unit(xp, d), dq))
+        unit = xp.where(z > 0, _unit(xp, d), 0.0)
+        return _valid(xp, f, xp.where(linear, unit, dq / p))
     if f.kind == "huber":
         return xp.where(linear, p * _unit(xp, d), dq)
     return xp.where(linear, _unit(xp, d), dq / p)
+
+
+def param_derivative(xp: ModuleType, f: Formula, z: Array, linear: Array) -> Array:
+    r"""Elementwise derivative of the loss with respect to a per-element ``param``.
+
+    .. math::
+
+        \partial_eta \operatorname{smooth\_l1}_eta =
+        egin{cases} -	frac12 (z/eta)^2 & z < eta \ -	frac12 & z \ge eta \end{cases}
+        \qquad
+        \partial_\delta \operatorname{huber}_\delta =
+        egin{cases} 0 & z < \delta \ z - \delta & z \ge \delta \end{cases}
+
+    Both are continuous at the kink :math:`z = eta` (the losses are
+    continuously differentiable in the threshold), so the branch taken there
+    (the linear one, as everywhere in smoothl1) gives the one value.  The one
+    point where the two sides differ is :math:`z = eta = 0`: the derivative
+    there is 0, the right-sided limit from the thresholds that exist
+    (:math:`eta > 0`, where the loss of :math:`z = 0` is 0).  NaN ``z`` gives
+    NaN; invalid thresholds give NaN (see :func:`_valid`).  :math:`(z/eta)^2 < 1`
+    in the quadratic zone: no overflow.
+    """
+    p = f.param
+    if f.kind == "huber":
+        # 0 * z: NaN for a NaN z (never linear), 0 for every finite z
+        return _valid(xp, f, xp.where(linear, z - p, 0.0 * z))
+    zq = xp.where(linear, 0.0, z)
+    r = zq / p
+    edge = xp.where(z > 0, -0.5, xp.zeros_like(z))  # z == p == 0: the right-sided limit, 0
+    return _valid(xp, f, xp.where(linear, edge, -0.5 * r * r))
 
 
 def linear_mask(xp: ModuleType, f: Formula, z: Array) -> Array | None:
