@@ -19,6 +19,7 @@ Three entry points share one preparation step:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -96,8 +97,14 @@ def _sum_to_shape(xp: ModuleType, g: Array, shape: Shape) -> Array:
     return xp.reshape(g, shape) if lead else g
 
 
-def _prepare(call: Call, input: Array, target: Array, weight: object = None) -> _Work:
+def _prepare(call: Call, input: Array, target: Array, weight: object = None,
+             param: Array | None = None) -> _Work:
     xp, f = call.xp, call.formula
+    if call.param == "array":  # a threshold per element, in the working precision
+        if param is None:
+            raise TypeError(f"{call.req.func}: internal error: an array threshold was checked "
+                            "but not given to the executor")
+        f = dataclasses.replace(f, param=_cast(xp, param, call.work_dtype))
     d = _cast(xp, input, call.work_dtype) - _cast(xp, target, call.work_dtype)
     z = xp.abs(d)
     # a Python number stays one: no full-size array, and nothing to place on a device
@@ -112,7 +119,8 @@ def _losses(w: _Work, products: bool) -> Array:
     torch's bits (:func:`~smoothl1._formulas.loss`) for ``reduction='none'`` or
     unless ``products`` is asked for; else the factorised products.
     """
-    if products and w.reduction != "none":
+    # (the products take a Python threshold: with an array one, the branches)
+    if products and w.reduction != "none" and not w.formula.per_element:
         return _formulas.loss_products(w.xp, w.formula, w.z)
     return _formulas.loss(w.xp, w.formula, w.z, w.linear)
 
@@ -200,17 +208,19 @@ def evaluate(
     grad_output: object = None,
     *,
     products: bool = False,
+    param: Array | None = None,
 ) -> tuple[Array | None, Array | None]:
     """Compute the requested ``(loss, grad)``; the one not requested is ``None``.
 
     ``products``: reduce :func:`~smoothl1._formulas.loss_products` instead of
     :func:`~smoothl1._formulas.loss` (fewer operations where a compiler fuses
-    them into the reduction; the JAX backend chooses it).
+    them into the reduction; the JAX backend chooses it).  ``param``: the array
+    threshold when ``call.param == "array"``.
     """
     req = call.req
     xp = call.xp
     with _quiet(xp):  # d = input - target may be inf - inf: a NaN result, not a warning
-        w = _prepare(call, input, target, weight)
+        w = _prepare(call, input, target, weight, param)
         value = None
         if req.value:
             value = _as_array(xp, _cast(xp, _reduce(w, _losses(w, products)), call.out_dtype))
@@ -228,17 +238,19 @@ def backward(
     grad_output: Array,
     *,
     need: tuple[bool, bool, bool] = (True, True, False),
+    param: Array | None = None,
 ) -> tuple[Array | None, Array | None, Array | None]:
     """Gradients of the result with respect to ``input``, ``target`` and ``weight`` (a VJP).
 
     Only the ones flagged in ``need`` are computed; the others are ``None``.
+    (The gradient with respect to an array threshold: :func:`param_backward`.)
     """
     if not any(need):
         return None, None, None
     xp = call.xp
     grad_input = grad_target = grad_weight = None
     with _quiet(xp):
-        w = _prepare(call, input, target, weight)
+        w = _prepare(call, input, target, weight, param)
         if need[0] or need[1]:
             g = _scaled_derivative(w, grad_output)
             if need[0]:
@@ -253,6 +265,30 @@ def backward(
             gw = _norm(w) * elementwise * _expand(w, grad_output)
             grad_weight = _to_argument(w, gw, weight.dtype, shape_of(weight))
     return grad_input, grad_target, grad_weight
+
+
+def param_backward(call: Call, input: Array, target: Array, weight: object, param: Array,
+                   grad_output: object) -> Array:
+    r"""The gradient of the result with respect to an array threshold (a VJP).
+
+    :math:`\sum_i \mathrm{norm}\; w_i\, \partial_eta \ell_i \; ar g`, summed over
+    the elements each threshold reaches, in the threshold's shape and dtype
+    (:func:`~smoothl1._formulas.param_derivative`; ``weighted_mean``'s divisor
+    does not depend on the threshold).  ``grad_output`` ``None`` counts as 1.
+    """
+    xp = call.xp
+    with _quiet(xp):
+        w = _prepare(call, input, target, weight, param)
+        assert w.linear is not None  # never L1: an array threshold keeps its kind
+        g = _formulas.param_derivative(xp, w.formula, w.z, w.linear)
+        norm = _norm(w)
+        if not (isinstance(norm, float) and norm == 1.0):
+            g = norm * g
+        if w.weight is not None:
+            g = g * w.weight
+        if grad_output is not None:
+            g = g * _expand(w, grad_output)
+        return _to_argument(w, g, param.dtype, shape_of(param))
 
 
 def _weight_tangent_term(w: _Work, elementwise: Array, value: Array, tw: Array) -> Array:
@@ -279,15 +315,18 @@ def value_and_tangent(
     weight_tangent: Array | None = None,
     *,
     products: bool = False,
+    param: Array | None = None,
+    param_tangent: Array | None = None,
 ) -> tuple[Array, Array]:
     """The result and its directional derivative along the tangents (a JVP).
 
     A ``None`` tangent counts as zero.  Both results have the result's shape and
-    dtype.  ``products`` as for :func:`evaluate`.
+    dtype.  ``products`` as for :func:`evaluate`; ``param`` the array threshold
+    and ``param_tangent`` its tangent.
     """
     xp, work = call.xp, call.work_dtype
     with _quiet(xp):
-        w = _prepare(call, input, target, weight)
+        w = _prepare(call, input, target, weight, param)
         elementwise = _losses(w, products)
         value = _reduce(w, elementwise)
         if input_tangent is None and target_tangent is None:
@@ -313,5 +352,9 @@ def value_and_tangent(
         if weight_tangent is not None and w.weight is not None:
             out = out + _weight_tangent_term(w, elementwise, value, _cast(xp, weight_tangent,
                                                                           work))
+        if param_tangent is not None and w.formula.per_element:
+            assert w.linear is not None
+            dp = _formulas.param_derivative(xp, w.formula, w.z, w.linear)
+            out = out + _reduce(w, dp * _cast(xp, param_tangent, work))
         return (_as_array(xp, _cast(xp, value, call.out_dtype)),
                 _as_array(xp, _cast(xp, out, call.out_dtype)))

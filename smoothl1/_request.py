@@ -127,8 +127,12 @@ class Call:
         Loss elements per reduced value, ``None`` if unknown.
     out_dtype, work_dtype
         ``result_type(input, target)`` and the precision computed in.
-    weight, grad_output
+    weight, grad_output, param
         How those arguments came: ``"none"``, ``"number"`` or ``"array"``.
+        ``param == "array"``: ``beta``/``delta`` is an array (a threshold per
+        element) given to the executor beside the others, and
+        ``formula.param`` is NaN (an executor that forgot it gives NaN, never a
+        silently wrong number).
     shapes_differ
         ``input`` and ``target`` differ in shape (torch warns).
     """
@@ -148,6 +152,7 @@ class Call:
     weight: str
     grad_output: str
     shapes_differ: bool
+    param: str = "number"
 
     @property
     def reduced_axes(self) -> tuple[int, ...]:
@@ -202,12 +207,16 @@ def _working_precision(xp: ModuleType, dtype: object) -> tuple[object, int]:
 
 
 def _check(req: Request, input: Array, target: Array, weight: object, grad_output: object,
-           xp: ModuleType | None) -> Call:
+           xp: ModuleType | None, param: object = None) -> Call:
     """Every check, and the shapes and dtypes that follow from them."""
     func = req.func
+    name = "beta" if req.kind == "smooth_l1" else "delta"
     if xp is None:
-        xp = namespace_of(func, optional=("weight", "grad_output"), input=input, target=target,
-                          weight=weight, grad_output=grad_output)
+        arrays = {"input": input, "target": target, "weight": weight,
+                  "grad_output": grad_output}
+        if param is not None:
+            arrays[name] = param
+        xp = namespace_of(func, optional=("weight", "grad_output"), **arrays)
     check_real_floating(func, "input", xp, input)
     check_real_floating(func, "target", xp, target)
     in_shape, tg_shape = shape_of(input), shape_of(target)
@@ -215,6 +224,8 @@ def _check(req: Request, input: Array, target: Array, weight: object, grad_outpu
     axis = check_axis(func, req.reduction, req.axis, len(loss_shape))
     _check_against(func, "weight", xp, weight, loss_shape, "loss",
                    ("bool", "integral", "real floating"))
+    if param is not None:  # a threshold per element: broadcasts like a weight
+        _check_against(func, name, xp, param, loss_shape, "loss", ("integral", "real floating"))
     out_shape, kept = _reduced_shapes(loss_shape, axis, req.keepdims)
     if req.reduction == "none":
         out_shape, kept = loss_shape, loss_shape
@@ -227,13 +238,14 @@ def _check(req: Request, input: Array, target: Array, weight: object, grad_outpu
     out_dtype = xp.result_type(input, target)
     work_dtype, bits = _working_precision(xp, out_dtype)
     return Call(
-        req=req, xp=xp, formula=_formulas.formula_for(req.kind, req.param, bits),
+        req=req, xp=xp, formula=_formulas.formula_for(
+            req.kind, math.nan if param is not None else req.param, bits),
         in_shape=in_shape, tg_shape=tg_shape, loss_shape=loss_shape, out_shape=out_shape,
         axis=axis, kept_shape=kept,
         count=math.prod(known) if len(known) == len(reduced) else None,
         out_dtype=out_dtype, work_dtype=work_dtype, weight=_kind(weight),
         grad_output=_kind(grad_output if req.grad else None),
-        shapes_differ=in_shape != tg_shape,
+        shapes_differ=in_shape != tg_shape, param="array" if param is not None else "number",
     )
 
 
@@ -267,13 +279,15 @@ def validate(
     xp: ModuleType | None = None,
     warn: bool = True,
     remember: bool = True,
+    param: object = None,
 ) -> Call:
     """Check every argument against ``req`` (and warn as torch does); compute nothing.
 
     The result depends only on the arguments' types, dtypes and shapes, so it is
     remembered by them (``remember=False`` under tracers whose shapes are not
     plain ints, such as Dynamo's).  ``xp`` skips the namespace lookup when the
-    caller knows it.
+    caller knows it.  ``param``: an array ``beta``/``delta`` (``req.param`` is
+    then not used).
 
     Raises
     ------
@@ -284,12 +298,12 @@ def validate(
     call = None
     if remember:
         parts = (_signature(input), _signature(target), _signature(weight),
-                 _signature(grad_output if req.grad else None))
+                 _signature(grad_output if req.grad else None), _signature(param))
         if None not in parts:
             key = (req, *parts)
             call = _CALLS.get(key)
     if call is None:
-        call = _check(req, input, target, weight, grad_output, xp)
+        call = _check(req, input, target, weight, grad_output, xp, param)
         if key is not None:
             _CALLS.put(key, call)
     # Not remembered with the call: the memo knows a number's type, not its value.

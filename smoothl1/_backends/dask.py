@@ -72,7 +72,7 @@ def _unknown(a: object) -> bool:
 def _applies(call: Call, input: Any, target: Any, weight: object,
              grad_output: object) -> bool:
     req = call.req
-    if not (_plain(input) and _plain(target)):
+    if call.param == "array" or not (_plain(input) and _plain(target)):
         return False
     if input.dtype not in _DTYPES or target.dtype not in _DTYPES:
         return False

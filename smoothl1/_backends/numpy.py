@@ -1003,6 +1003,8 @@ def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
     ``None`` (the caller then takes the general path) for arrays this module
     does not read as they are, and for empty ones.
     """
+    if call.param == "array":  # an array threshold: not streamed by the blocks yet
+        return None
     if not (accepts(weight) or weight is None or isinstance(weight, (int, float))):
         return None
     if not (accepts(grad_output) or grad_output is None or isinstance(grad_output, (int, float))):
