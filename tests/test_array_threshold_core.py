@@ -80,8 +80,9 @@ def test_threshold_gradient_and_tangent_equal_finite_differences(xp, kind, weigh
     call = validate(req, X, Y, W, None, param=P, warn=False)
     got = to_numpy(_core.param_backward(call, X, Y, W, P, None))
     h = 1e-6
-    numeric = np.array([(_mean_loss(kind, x, y, p + h * e, w) - _mean_loss(kind, x, y, p - h * e, w))
-                        / (2 * h) for e in np.eye(3)])
+    numeric = np.array([
+        (_mean_loss(kind, x, y, p + h * e, w) - _mean_loss(kind, x, y, p - h * e, w)) / (2 * h)
+        for e in np.eye(3)])
     assert got.shape == (3,)
     np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-9)
     direction = np.array([0.3, -1.0, 0.7])
