@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import _backends
 from ._compat import Array
-from ._request import request
+from ._request import Request, request
 from ._validation import Reduction
 
 __all__ = [
@@ -18,6 +18,11 @@ __all__ = [
 
 
 Axis = int | tuple[int, ...] | None
+
+
+def _array(req: Request, param: object) -> object:
+    """The array threshold to pass on, or ``None`` where it is a number (in ``req``)."""
+    return param if req.per_element else None
 
 
 def smooth_l1(
@@ -115,7 +120,7 @@ def smooth_l1(
     array([1.   , 0.125])
     """
     req = request("smooth_l1", "smooth_l1", beta, reduction, axis, keepdims)
-    return _backends.loss(req, input, target, weight)
+    return _backends.loss(req, input, target, weight, _array(req, beta))
 
 
 def smooth_l1_grad(
@@ -169,7 +174,7 @@ def smooth_l1_grad(
     """
     req = request("smooth_l1_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return _backends.evaluate(req, input, target, weight, grad_output)[1]
+    return _backends.evaluate(req, input, target, weight, grad_output, _array(req, beta))[1]
 
 
 def smooth_l1_value_and_grad(
@@ -194,7 +199,7 @@ def smooth_l1_value_and_grad(
     """
     req = request("smooth_l1_value_and_grad", "smooth_l1", beta, reduction, axis, keepdims,
                    grad=True)
-    return _backends.evaluate(req, input, target, weight)
+    return _backends.evaluate(req, input, target, weight, None, _array(req, beta))
 
 
 def huber(
@@ -241,7 +246,7 @@ def huber(
     array([0.125, 4.   ])
     """
     req = request("huber", "huber", delta, reduction, axis, keepdims)
-    return _backends.loss(req, input, target, weight)
+    return _backends.loss(req, input, target, weight, _array(req, delta))
 
 
 def huber_grad(
@@ -276,7 +281,7 @@ def huber_grad(
     """
     req = request("huber_grad", "huber", delta, reduction, axis, keepdims,
                    value=False, grad=True)
-    return _backends.evaluate(req, input, target, weight, grad_output)[1]
+    return _backends.evaluate(req, input, target, weight, grad_output, _array(req, delta))[1]
 
 
 def huber_value_and_grad(
@@ -300,4 +305,4 @@ def huber_value_and_grad(
     """
     req = request("huber_value_and_grad", "huber", delta, reduction, axis, keepdims,
                    grad=True)
-    return _backends.evaluate(req, input, target, weight)
+    return _backends.evaluate(req, input, target, weight, None, _array(req, delta))

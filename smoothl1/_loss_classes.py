@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ._compat import Array
+from ._compat import Array, describe
 from ._functional import (
     huber,
     huber_grad,
@@ -14,6 +14,7 @@ from ._functional import (
     smooth_l1_grad,
     smooth_l1_value_and_grad,
 )
+from ._request import is_threshold_array
 from ._validation import (
     Reduction,
     check_axis_type,
@@ -45,9 +46,9 @@ class _LossObject:
         self.keepdims = check_keepdims(name, keepdims)
 
     @property
-    def _param(self) -> float:
-        value: float = getattr(self, self._param_name)
-        return value
+    def _param(self) -> Any:
+        """``beta``/``delta``: a float, or an array (a threshold per element)."""
+        return getattr(self, self._param_name)
 
     def _kw(self, weight: Array | float | None) -> dict[str, Any]:
         return {"weight": weight, "axis": self.axis, "keepdims": self.keepdims}
@@ -69,13 +70,19 @@ class _LossObject:
                                           **self._kw(weight))
 
     def _key(self) -> tuple[Any, ...]:
-        return (type(self), self.reduction, self._param, self.axis, self.keepdims)
+        p = self._param
+        # an array threshold is the same only as itself (arrays have no value equality)
+        param = ("array", id(p)) if is_threshold_array(p) else p
+        return (type(self), self.reduction, param, self.axis, self.keepdims)
 
     def __repr__(self) -> str:
         extra = "" if self.axis is None else f", axis={self.axis!r}"
         extra += ", keepdims=True" if self.keepdims else ""
+        p = self._param
+        shown = (f"<{describe(p)} of shape {tuple(p.shape)}>" if is_threshold_array(p)
+                 else repr(p))
         return (f"{type(self).__name__}(reduction={self.reduction!r}, "
-                f"{self._param_name}={self._param!r}{extra})")
+                f"{self._param_name}={shown}{extra})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _LossObject):
@@ -134,7 +141,8 @@ class SmoothL1Loss(_LossObject):
     ) -> None:
         self._setup("SmoothL1Loss", legacy_reduction(size_average, reduce, reduction), axis,
                     keepdims)
-        self.beta: float = check_beta("SmoothL1Loss", beta)
+        # a number is checked now; an array with the inputs, at every call
+        self.beta: Any = beta if is_threshold_array(beta) else check_beta("SmoothL1Loss", beta)
 
 
 class HuberLoss(_LossObject):
@@ -169,4 +177,5 @@ class HuberLoss(_LossObject):
         keepdims: bool = False,
     ) -> None:
         self._setup("HuberLoss", reduction, axis, keepdims)
-        self.delta: float = check_delta("HuberLoss", delta)
+        self.delta: Any = (delta if is_threshold_array(delta)
+                           else check_delta("HuberLoss", delta))

@@ -49,7 +49,7 @@ from ._validation import Shape
 
 __all__ = ["Masks", "evaluate", "masked_module"]
 
-Evaluate = Callable[[Request, Any, Any, object, object], tuple[Any, Any]]
+Evaluate = Callable[[Request, Any, Any, object, object, object], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,17 @@ def _all_to(mask: Any, xp: ModuleType, shape: Shape) -> Any:
 
 
 def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output: object,
-             masks: Masks, inner: Evaluate) -> tuple[Any, Any]:
-    """``(loss, grad)`` of masked arguments; ``inner`` computes plain ones (the router)."""
+             masks: Masks, inner: Evaluate, param: Any = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` of masked arguments; ``inner`` computes plain ones (the router).
+
+    An array threshold ``param`` may be masked too: its masked elements mask the
+    losses they reach, and are replaced by 1 (a valid threshold) before use.
+    """
     xp = masks.xp
-    call: Call = validate(req, input, target, weight, grad_output)
+    call: Call = validate(req, input, target, weight, grad_output, param=param)
     shape = call.loss_shape
-    arrays = [a for a in (input, target, weight) if not (a is None or isinstance(a, (int, float)))]
+    arrays = [a for a in (input, target, weight, param)
+              if not (a is None or isinstance(a, (int, float)))]
     mask: Any = None
     for a in arrays:
         m = masks.mask(a)
@@ -138,8 +143,12 @@ def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output:
         go_mask, go = masks.mask(go), masks.data(go)
         if go_mask is not None:
             go = xp.where(go_mask, xp.zeros((), dtype=go.dtype), go)
+    if param is not None:
+        param_mask, param = masks.mask(param), masks.data(param)
+        if param_mask is not None:
+            param = xp.where(param_mask, xp.ones((), dtype=param.dtype), param)
     if mask is None:  # only grad_output was masked: plain arguments, plain results
-        return inner(req, input, target, weight, go)
+        return inner(req, input, target, weight, go, param)
 
     def filled(a: Any) -> Any:
         data = xp.broadcast_to(masks.data(a), shape)
@@ -171,7 +180,7 @@ def evaluate(req: Request, input: Any, target: Any, weight: object, grad_output:
         req = replace(req, reduction="sum")
     elif reduction == "weighted_mean" and weight is None:
         w = ~mask
-    value, grad = inner(req, x, y, w, go)
+    value, grad = inner(req, x, y, w, go, param)
 
     out_mask = mask if reduction == "none" else xp.all(mask, axis=axis, keepdims=keep)
     if value is not None:

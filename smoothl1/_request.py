@@ -15,6 +15,7 @@ checking the arguments would cost more than computing it.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Generic, TypeVar
@@ -40,7 +41,7 @@ from ._validation import (
     warn_if_shapes_differ,
 )
 
-__all__ = ["Call", "Request", "request", "validate"]
+__all__ = ["Call", "Request", "is_threshold_array", "request", "validate"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -79,6 +80,12 @@ class Request:
     keepdims: bool = False
     value: bool = True  # compute the loss
     grad: bool = False  # compute the gradient with respect to input
+    per_element: bool = False  # beta/delta is an array, given to the executors beside input
+
+    @property
+    def param_name(self) -> str:
+        """``"beta"`` or ``"delta"``, for messages."""
+        return "beta" if self.kind == "smooth_l1" else "delta"
 
 
 _REQUESTS: _Memo[tuple[object, ...], Request] = _Memo()
@@ -88,7 +95,16 @@ def request(
     func: str, kind: str, param: object, reduction: object, axis: object, keepdims: object,
     *, value: bool = True, grad: bool = False,
 ) -> Request:
-    """Validate the static arguments of a public function (remembered for plain values)."""
+    """Validate the static arguments of a public function (remembered for plain values).
+
+    An array ``param`` (anything with a shape and a dtype that is not a number) is
+    a threshold per element: the request then says so (``per_element``), and the
+    array itself is checked with the others by :func:`validate`.
+    """
+    if is_threshold_array(param):
+        return Request(func, kind, 1.0, check_reduction(func, reduction),  # type: ignore[arg-type]
+                       check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad,
+                       per_element=True)
     key = (func, kind, param, reduction, axis, keepdims, value, grad)
     plain = (type(param) in (float, int) and reduction in REDUCTIONS
              and (axis is None or type(axis) is int) and type(keepdims) is bool)
@@ -100,6 +116,16 @@ def request(
         if plain:
             _REQUESTS.put(key, req)
     return req
+
+
+def is_threshold_array(param: object) -> bool:
+    """Whether ``beta``/``delta`` is an array rather than a number.
+
+    Plain attribute checks (no array-api-compat lookup, which Dynamo warns
+    about); NumPy scalars are numbers.
+    """
+    return (not isinstance(param, numbers.Real) and hasattr(param, "shape")
+            and hasattr(param, "dtype"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,7 +236,7 @@ def _check(req: Request, input: Array, target: Array, weight: object, grad_outpu
            xp: ModuleType | None, param: object = None) -> Call:
     """Every check, and the shapes and dtypes that follow from them."""
     func = req.func
-    name = "beta" if req.kind == "smooth_l1" else "delta"
+    name = req.param_name
     if xp is None:
         arrays = {"input": input, "target": target, "weight": weight,
                   "grad_output": grad_output}
@@ -294,6 +320,8 @@ def validate(
     TypeError, ValueError
         As the public functions document, naming the parameter.
     """
+    if req.per_element and param is None:
+        raise TypeError(f"{req.func}: internal error: an array {req.param_name} was not passed on")
     key: tuple[object, ...] | None = None
     call = None
     if remember:

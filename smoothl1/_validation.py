@@ -15,7 +15,7 @@ import warnings
 from types import ModuleType
 from typing import Literal
 
-from ._compat import Array, describe, is_array
+from ._compat import Array, describe
 
 __all__ = [
     "REDUCTIONS",
@@ -61,15 +61,8 @@ def warn_user(message: str) -> None:
 
 def _as_python_float(func: str, name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if is_array(value):
-            hint = (
-                f"; {name} selects between the branches of the loss, so it must be a "
-                "concrete Python number (under jax.jit, mark it static with "
-                f"static_argnames=({name!r},))"
-            )
-        else:
-            hint = ""
-        raise TypeError(f"{func}: {name} must be a real number, got {describe(value)}{hint}")
+        raise TypeError(f"{func}: {name} must be a real number or an array of the inputs' "
+                        f"library, got {describe(value)}")
     return as_float(func, name, value)
 
 

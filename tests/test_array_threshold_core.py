@@ -116,3 +116,197 @@ def test_an_executor_that_forgets_the_threshold_fails_loudly():
     assert np.isnan(call.formula.param)
     with pytest.raises(TypeError, match="internal error"):
         _core.evaluate(call, x, x)
+
+
+# ------------------------------------------------------------- through the router (JAX: traced)
+from smoothl1 import _backends  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+def test_the_router_gives_every_backend_the_per_element_values(xp, kind, rng):
+    x, y, p = _data(rng, kind)
+    X, Y, P = asarray(xp, x), asarray(xp, y), asarray(xp, p)
+    req = request(kind, kind, 1.0, "none", None, False, grad=True)
+    value, grad = _backends.evaluate(req, X, Y, None, None, param=P)
+    loss = _backends.loss(request(kind, kind, 1.0, "sum", None, False), X, Y, None, param=P)
+    for j, pj in enumerate(p):
+        want = PUBLIC[kind](x[:, j], y[:, j], float(pj), "none")
+        want_grad = PUBLIC_GRAD[kind](x[:, j], y[:, j], float(pj), "none")
+        np.testing.assert_allclose(to_numpy(value)[:, j], want, rtol=3e-16, atol=0)
+        np.testing.assert_allclose(to_numpy(grad)[:, j], want_grad, rtol=3e-16, atol=0)
+    np.testing.assert_allclose(to_numpy(loss), to_numpy(value).sum(), rtol=1e-14)
+
+
+def _jax_loss(kind="smooth_l1", reduction="mean"):
+    jax = pytest.importorskip("jax")
+    req = request(kind, kind, 1.0, reduction, None, False)
+    return jax, (lambda x, y, b: _backends.loss(req, x, y, None, param=b))
+
+
+def test_jax_jit_with_100_traced_betas_compiles_once(rng):
+    jax, loss = _jax_loss()
+    jnp = jax.numpy
+    x, y = jnp.asarray(rng.standard_normal((50, 4))), jnp.asarray(rng.standard_normal((50, 4)))
+    jitted = jax.jit(loss)
+    grad = jax.jit(jax.grad(loss, argnums=2))
+    for i in range(100):  # a schedule: a new threshold every step
+        b = jnp.full(4, 0.01 + i / 50)
+        value = jitted(x, y, b)
+        g = grad(x, y, b)
+        if i in (0, 57, 99):
+            want = smoothl1.smooth_l1(np.asarray(x), np.asarray(y), float(b[0]))
+            np.testing.assert_allclose(float(value), want, rtol=1e-14)
+    assert jitted._cache_size() == 1
+    assert grad._cache_size() == 1
+    assert np.isfinite(np.asarray(g)).all()
+    eager = _backends.jax._kernels(request("smooth_l1", "smooth_l1", 1.0, "mean", None, False))[0]
+    before = eager._cache_size()
+    for i in range(20):  # eager calls: the one kernel, whatever the values
+        loss(x, y, jnp.full(4, 0.5 + i))
+    assert eager._cache_size() == max(before, 1)
+
+
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+def test_jax_grad_jvp_and_vmap_over_the_threshold(kind, rng):
+    jax, loss = _jax_loss(kind)
+    jnp = jax.numpy
+    x, y = rng.standard_normal((60, 3)) * 2, rng.standard_normal((60, 3))
+    p = np.array([0.4, 1.0, 2.5])
+    X, Y, P = jnp.asarray(x), jnp.asarray(y), jnp.asarray(p)
+    g = np.asarray(jax.grad(loss, argnums=2)(X, Y, P))
+    h = 1e-6
+    numeric = np.array([
+        (_mean_loss(kind, x, y, p + h * e) - _mean_loss(kind, x, y, p - h * e)) / (2 * h)
+        for e in np.eye(3)])
+    np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-9)
+    _, tangent = jax.jvp(lambda b: loss(X, Y, b), (P,), (jnp.ones(3),))
+    np.testing.assert_allclose(float(tangent), numeric.sum(), rtol=1e-6)
+    # the derivatives with respect to input are the scalar ones, column by column
+    gx = np.asarray(jax.grad(loss)(X, Y, P))
+    for j in range(3):
+        want = PUBLIC_GRAD[kind](x[:, j], y[:, j], p[j], "sum") / x.size
+        np.testing.assert_allclose(gx[:, j], want, rtol=1e-14)
+    # vmap over the threshold: one loss per row of thresholds
+    rows = np.array([[0.3, 0.6, 0.9], [1.0, 1.0, 1.0], [2.0, 0.1, 5.0]])
+    got = np.asarray(jax.vmap(lambda b: loss(X, Y, b))(jnp.asarray(rows)))
+    np.testing.assert_allclose(got, [_mean_loss(kind, x, y, r) for r in rows], rtol=1e-14)
+
+
+def test_jax_second_derivative_in_beta(rng):
+    jax, loss = _jax_loss()
+    jnp = jax.numpy
+    x, y = rng.standard_normal(80), rng.standard_normal(80)
+    b = 1.3
+    second = float(jax.grad(jax.grad(lambda b: loss(jnp.asarray(x), jnp.asarray(y), b)))(
+        jnp.asarray(b)))
+    z = np.abs(x - y)
+    want = np.where(z < b, z * z / b**3, 0.0).mean()  # d2/db2 of z^2/(2b): z^2/b^3
+    np.testing.assert_allclose(second, want, rtol=1e-12)
+
+
+def _torch_loss(kind="smooth_l1", reduction="mean"):
+    torch = pytest.importorskip("torch")
+    req = request(kind, kind, 1.0, reduction, None, False)
+    return torch, (lambda x, y, b, w=None: _backends.loss(req, x, y, w, param=b))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+def test_torch_autograd_through_the_threshold(kind, weighted, rng):
+    torch, loss = _torch_loss(kind, "weighted_mean" if weighted else "mean")
+    x, y = rng.standard_normal((60, 3)) * 2, rng.standard_normal((60, 3))
+    p = np.array([0.4, 1.0, 2.5])
+    w = rng.random(3) if weighted else None
+    X = torch.tensor(x, requires_grad=True)
+    Y = torch.tensor(y)
+    B = torch.tensor(p, requires_grad=True)
+    W = None if w is None else torch.tensor(w)
+    value = loss(X, Y, B, W)
+    np.testing.assert_allclose(value.item(), _mean_loss(kind, x, y, p, w), rtol=1e-14)
+    gx, gb = torch.autograd.grad(value, (X, B))
+    h = 1e-6
+    numeric = np.array([
+        (_mean_loss(kind, x, y, p + h * e, w) - _mean_loss(kind, x, y, p - h * e, w)) / (2 * h)
+        for e in np.eye(3)])
+    np.testing.assert_allclose(gb.numpy(), numeric, rtol=1e-6, atol=1e-9)
+    # the input's gradient is the scalar-threshold one, column by column
+    for j in range(3):
+        scalar = smoothl1.smooth_l1 if kind == "smooth_l1" else smoothl1.huber
+        Xj = torch.tensor(x[:, j], requires_grad=True)
+        wj = 1.0 if w is None else w[j] / w.sum() * 3
+        (scalar(Xj, torch.tensor(y[:, j]), p[j], "sum") * wj / x.size).backward()
+        np.testing.assert_allclose(gx[:, j].numpy(), Xj.grad.numpy(), rtol=1e-14)
+    # forward mode equals reverse mode
+    import torch.autograd.forward_ad as fwad
+    with fwad.dual_level():
+        tangent = fwad.unpack_dual(loss(X.detach(), Y, fwad.make_dual(B.detach(),
+                                                                       torch.ones(3)), W)).tangent
+    np.testing.assert_allclose(tangent.item(), gb.sum().item(), rtol=1e-12)
+    # double backward: d/db of d(loss)/db
+    value = loss(X.detach(), Y, B, W)
+    (gb2,) = torch.autograd.grad(value, B, create_graph=True)
+    (hb,) = torch.autograd.grad(gb2.sum(), B)
+    assert torch.isfinite(hb).all()
+    if kind == "smooth_l1" and not weighted:
+        z = np.abs(x - y)
+        want = np.where(z < p, z * z / p**3, 0.0).sum(0) / x.size
+        np.testing.assert_allclose(hb.numpy(), want, rtol=1e-12)
+
+
+def test_torch_func_and_compile_with_a_threshold_tensor(rng):
+    torch, loss = _torch_loss()
+    import warnings
+
+    x = torch.tensor(rng.standard_normal((20, 4)))
+    y = torch.tensor(rng.standard_normal((20, 4)))
+    b = torch.tensor([0.2, 0.5, 1.0, 2.0], dtype=torch.float64)
+    g = torch.func.grad(lambda b: loss(x, y, b))(b)
+    leaf = b.clone().requires_grad_()
+    (want,) = torch.autograd.grad(loss(x, y, leaf), leaf)
+    np.testing.assert_array_equal(g.numpy(), want.numpy())
+    per_row = torch.func.vmap(lambda b: loss(x, y, b))(torch.stack([b, 2 * b]))
+    np.testing.assert_allclose(per_row.numpy(), [loss(x, y, b).item(), loss(x, y, 2 * b).item()],
+                               rtol=1e-14)
+    torch._dynamo.reset()
+    counts = {"frames": 0}
+
+    def backend(gm, example_inputs):
+        counts["frames"] += 1
+        return gm.forward
+
+    compiled = torch.compile(lambda x, y, b: loss(x, y, b), backend=backend, fullgraph=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, inside dynamo
+        for i in range(10):  # only the value changes: no recompilation
+            bb = torch.full((4,), 0.1 + i, dtype=torch.float64, requires_grad=True)
+            value = compiled(x, y, bb)
+            value.backward()
+            np.testing.assert_allclose(value.item(), loss(x, y, bb.detach()).item(), rtol=1e-14)
+            assert bb.grad is not None
+    assert counts["frames"] == 1
+
+
+def test_dask_with_an_array_threshold_stays_lazy(rng):
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    from ._lazy import no_compute
+
+    x, y = rng.standard_normal((40, 4)), rng.standard_normal((40, 4))
+    p = np.array([0.1, 0.5, 1.0, 3.0])
+    req = request("smooth_l1", "smooth_l1", 1.0, "mean", None, False, grad=True)
+    with dask.config.set(scheduler=no_compute):
+        value, grad = _backends.evaluate(req, da.from_array(x, chunks=10),
+                                         da.from_array(y, chunks=10), None, None,
+                                         param=da.from_array(p, chunks=2))
+    want = _backends.evaluate(req, x, y, None, None, param=p)
+    np.testing.assert_allclose(value.compute(), want[0], rtol=1e-14)
+    np.testing.assert_array_equal(grad.compute(), want[1])
+
+
+def test_a_masked_threshold_masks_the_losses_it_reaches():
+    x, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.zeros((2, 2))
+    beta = np.ma.masked_array([0.5, -7.0], mask=[False, True])  # the masked value is invalid
+    req = request("smooth_l1", "smooth_l1", 1.0, "mean", None, False)
+    value, _ = _backends.evaluate(req, x, y, None, None, param=beta)
+    assert isinstance(value, np.ma.MaskedArray)
+    assert value == smoothl1.smooth_l1(x[:, 0], y[:, 0], 0.5)  # column 1 counts nowhere

@@ -91,11 +91,16 @@ def test_jax_vmap_gives_per_row_means(rng):
     np.testing.assert_allclose(np.asarray(per_row), expected, rtol=1e-15)
 
 
-def test_traced_beta_gives_a_clear_error():
+def test_a_traced_beta_is_a_threshold_array():
+    """jit without static_argnames: beta is traced (a 0-d array), one kernel for every value."""
     jax = pytest.importorskip("jax")
-    x = jax.numpy.ones(3)
-    with pytest.raises(TypeError, match=r"beta must be a real number, got jax\..*static_argnames"):
-        jax.jit(smoothl1.smooth_l1)(x, x, 0.5)
+    x, y = jax.numpy.linspace(-3.0, 3.0, 7), jax.numpy.zeros(7)
+    jitted = jax.jit(lambda x, y, beta: smoothl1.smooth_l1(x, y, beta))  # its own jit cache
+    for beta in (0.5, 1.0, 2.0):
+        np.testing.assert_allclose(float(jitted(x, y, beta)),
+                                   smoothl1.smooth_l1(np.asarray(x), np.asarray(y), beta),
+                                   rtol=1e-15)
+    assert jitted._cache_size() == 1
 
 
 @pytest.mark.parametrize("device_name", ["device1", "no_float64"])

@@ -57,7 +57,8 @@ def test_constructors_validate():
     with pytest.raises(ValueError, match="HuberLoss: delta must be a positive number"):
         smoothl1.HuberLoss(delta=0.0)
     with pytest.raises(TypeError,
-                       match=r"HuberLoss: delta must be a real number, got builtins\.str"):
+                       match=r"HuberLoss: delta must be a real number or an array of the "
+                       r"inputs. library, got builtins\.str"):
         smoothl1.HuberLoss(delta="1")
 
 

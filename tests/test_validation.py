@@ -10,7 +10,7 @@ import pytest
 
 import smoothl1
 
-from ._backends import asarray, backend_name
+from ._backends import asarray, backend_name, to_numpy
 
 X = np.linspace(-2, 2, 12).reshape(3, 4)
 
@@ -38,17 +38,29 @@ def test_bad_delta_value(xp, fn, delta):
 
 @pytest.mark.parametrize("beta", ["1", None, True, [1.0], 1 + 0j])
 def test_beta_of_wrong_type(xp, beta):
-    with pytest.raises(TypeError, match=r"smooth_l1: beta must be a real number, got"):
+    with pytest.raises(TypeError, match=r"smooth_l1: beta must be a real number or an array "
+                       r"of the inputs. library, got"):
         smoothl1.smooth_l1(*_pair(xp), beta=beta)
-    with pytest.raises(TypeError, match=r"huber: delta must be a real number, got"):
+    with pytest.raises(TypeError, match=r"huber: delta must be a real number or an array "
+                       r"of the inputs. library, got"):
         smoothl1.huber(*_pair(xp), delta=beta)
 
 
-def test_array_beta_explains_static_requirement(xp):
+def test_array_thresholds_are_checked_with_the_inputs(xp):
+    """An array beta/delta: a threshold per element, of the inputs' library and shape."""
     x, y = _pair(xp)
-    with pytest.raises(TypeError, match=r"beta must be a real number, got .*concrete Python "
-                       r"number.*static_argnames=\('beta',\)"):
-        smoothl1.smooth_l1(x, y, beta=asarray(xp, np.asarray(1.0)))
+    np.testing.assert_allclose(to_numpy(smoothl1.smooth_l1(x, y, beta=asarray(xp, np.asarray(
+        0.5)))), to_numpy(smoothl1.smooth_l1(x, y, beta=0.5)), rtol=1e-15)
+    n = x.shape[-1]
+    with pytest.raises(ValueError, match=r"smooth_l1: beta of shape \(2, 3, 4\) does not "
+                       r"broadcast to the loss shape \(3, 4\)"):
+        smoothl1.smooth_l1(x, y, beta=asarray(xp, np.ones((2, 3, 4))))
+    with pytest.raises(TypeError, match=r"huber: delta must have a .*dtype"):
+        smoothl1.huber(x, y, delta=asarray(xp, np.ones(n, dtype=bool)))
+    if backend_name(xp) != "numpy":
+        with pytest.raises(TypeError, match=r"smooth_l1_grad: arrays from different array "
+                           r"libraries cannot be mixed"):
+            smoothl1.smooth_l1_grad(x, y, beta=np.ones(n))
 
 
 def test_numpy_scalar_beta_is_accepted(xp):

@@ -76,32 +76,43 @@ def _framework(input: Array, target: Array, weight: object = None,
 
 
 def evaluate(req: Request, input: Array, target: Array, weight: object = None,
-             grad_output: object = None) -> tuple[Any, Any]:
-    """``(loss, grad)`` as ``req`` asks for them (the other is ``None``); no autodiff graph."""
+             grad_output: object = None, param: object = None) -> tuple[Any, Any]:
+    """``(loss, grad)`` as ``req`` asks for them (the other is ``None``); no autodiff graph.
+
+    ``param``: an array ``beta``/``delta`` (a threshold per element), or ``None``
+    for ``req.param``.
+    """
     if (_numpy.accepts(input) and _numpy.accepts(target)
-            and not isinstance(weight, _MASKED) and not isinstance(grad_output, _MASKED)):
-        call = validate(req, input, target, weight, grad_output)
+            and not isinstance(weight, _MASKED) and not isinstance(grad_output, _MASKED)
+            and not isinstance(param, _MASKED)):
+        call = validate(req, input, target, weight, grad_output, param=param)
         out = _numpy.evaluate(call, input, target, weight, grad_output)
         return out if out is not None else _core.evaluate(call, input, target, weight,
-                                                          grad_output)
+                                                          grad_output, param=param)
     backend = _framework(input, target, weight, grad_output)
     if backend is not None:
-        return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
-    masked = _masked.masked_module(input, target, weight, grad_output)
+        if param is None:
+            return backend.evaluate(req, input, target, weight, grad_output)  # type: ignore[no-any-return]
+        return backend.evaluate(req, input, target, weight, grad_output, param=param)  # type: ignore[no-any-return]
+    masked = _masked.masked_module(input, target, weight, grad_output, param)
     if masked is not None:
-        return _masked.evaluate(req, input, target, weight, grad_output, masked, evaluate)
-    call = validate(req, input, target, weight, grad_output)
+        return _masked.evaluate(req, input, target, weight, grad_output, masked, evaluate,
+                                param=param)
+    call = validate(req, input, target, weight, grad_output, param=param)
     check_devices(req.func, {name: array_api_compat.device(a) for name, a in (
-        ("input", input), ("target", target), ("weight", weight), ("grad_output", grad_output))
-        if not (a is None or isinstance(a, (int, float)))})
-    return _core.evaluate(call, input, target, weight, grad_output)
+        ("input", input), ("target", target), ("weight", weight), ("grad_output", grad_output),
+        (req.param_name, param)) if not (a is None or isinstance(a, (int, float)))})
+    return _core.evaluate(call, input, target, weight, grad_output, param=param)
 
 
-def loss(req: Request, input: Array, target: Array, weight: object) -> Any:
+def loss(req: Request, input: Array, target: Array, weight: object,
+         param: object = None) -> Any:
     """The loss; differentiable by the framework's autodiff for torch and JAX arrays."""
     if _numpy.accepts(input) and _numpy.accepts(target):
-        return evaluate(req, input, target, weight)[0]
+        return evaluate(req, input, target, weight, param=param)[0]
     backend = _framework(input, target, weight)
     if backend is not None and hasattr(backend, "loss"):
-        return backend.loss(req, input, target, weight)
-    return evaluate(req, input, target, weight)[0]
+        if param is None:
+            return backend.loss(req, input, target, weight)
+        return backend.loss(req, input, target, weight, param=param)
+    return evaluate(req, input, target, weight, param=param)[0]

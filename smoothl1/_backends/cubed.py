@@ -121,11 +121,11 @@ def _map(req: Request, input: Any, target: Any, weight: object, grad_output: obj
 
 
 def evaluate(req: Request, input: Any, target: Any, weight: object,
-             grad_output: object = None) -> tuple[Any, Any]:
+             grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as lazy cubed arrays: per chunk where it applies, else the general path."""
-    call = validate(req, input, target, weight, grad_output)
-    if not _applies(call, input, target, weight, grad_output):
-        return _core.evaluate(call, input, target, weight, grad_output)
+    call = validate(req, input, target, weight, grad_output, param=param)
+    if not _applies(call, input, target, weight, grad_output):  # (an array threshold too)
+        return _core.evaluate(call, input, target, weight, grad_output, param=param)
     if isinstance(weight, cubed.Array) and not _same(input, weight):
         # cubed fuses the broadcast into the tasks that read it
         weight = cubed.rechunk(cxp.broadcast_to(weight, input.shape), input.chunks)

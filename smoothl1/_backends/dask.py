@@ -170,11 +170,11 @@ def _size_block(a: np.ndarray) -> np.ndarray:
 
 
 def evaluate(req: Request, input: Any, target: Any, weight: object,
-             grad_output: object = None) -> tuple[Any, Any]:
+             grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as lazy dask arrays: per chunk where that applies, else the general path."""
-    call = validate(req, input, target, weight, grad_output)
-    if not _applies(call, input, target, weight, grad_output):
-        return _core.evaluate(call, input, target, weight, grad_output)
+    call = validate(req, input, target, weight, grad_output, param=param)
+    if not _applies(call, input, target, weight, grad_output):  # (an array threshold too)
+        return _core.evaluate(call, input, target, weight, grad_output, param=param)
     ndim = len(call.loss_shape)
     out_dtype = np.result_type(input.dtype, target.dtype)
     reduced = call.reduced_axes

@@ -32,35 +32,39 @@ from .._validation import check_devices
 __all__ = ["evaluate", "loss"]
 
 
-def _call(req: Request, input: Any, target: Any, weight: Any, grad_output: Any = None) -> Any:
-    return validate(req, input, target, weight, grad_output, xp=jnp, warn=False)
+def _call(req: Request, input: Any, target: Any, weight: Any, grad_output: Any = None,
+          param: Any = None) -> Any:
+    return validate(req, input, target, weight, grad_output, xp=jnp, warn=False, param=param)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None, req: Request) -> Any:
-    call = _call(req, input, target, weight)
-    value, _ = _core.evaluate(call, input, target, weight, products=True)
-    return _rescue_overflow(call, value, input, target, weight)
+@partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _loss(input: jax.Array, target: jax.Array, weight: jax.Array | None,
+          param: jax.Array | None, req: Request) -> Any:
+    call = _call(req, input, target, weight, param=param)
+    value, _ = _core.evaluate(call, input, target, weight, products=True, param=param)
+    return _rescue_overflow(call, value, input, target, weight, param)
 
 
 @_loss.defjvp
 def _loss_jvp(
-    req: Request, primals: tuple[Any, Any, Any], tangents: tuple[Any, Any, Any]
+    req: Request, primals: tuple[Any, Any, Any, Any], tangents: tuple[Any, Any, Any, Any]
 ) -> tuple[Any, Any]:
-    input, target, weight = primals
-    input_t, target_t, weight_t = tangents
-    call = _call(req, input, target, weight)
+    input, target, weight, param = primals
+    input_t, target_t, weight_t, param_t = tangents
+    call = _call(req, input, target, weight, param=param)
     value, tangent = _core.value_and_tangent(call, input, target, weight, input_t, target_t,
-                                             weight_t, products=True)
-    return _rescue_overflow(call, value, input, target, weight), tangent
+                                             weight_t, products=True, param=param,
+                                             param_tangent=param_t)
+    return _rescue_overflow(call, value, input, target, weight, param), tangent
 
 
 def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any,
-              req: Request) -> Any:
-    call = _call(req, input, target, weight, grad_output)
-    value, grad = _core.evaluate(call, input, target, weight, grad_output, products=True)
+              param: Any, req: Request) -> Any:
+    call = _call(req, input, target, weight, grad_output, param)
+    value, grad = _core.evaluate(call, input, target, weight, grad_output, products=True,
+                                 param=param)
     if value is not None:
-        value = _rescue_overflow(call, value, input, target, weight)
+        value = _rescue_overflow(call, value, input, target, weight, param)
     return value, grad
 
 
@@ -68,7 +72,8 @@ def _evaluate(input: jax.Array, target: jax.Array, weight: Any, grad_output: Any
 _TINY, _HUGE = 2.0**-64, 2.0**64
 
 
-def _rescue_overflow(call: Call, value: Any, input: Any, target: Any, weight: Any) -> Any:
+def _rescue_overflow(call: Call, value: Any, input: Any, target: Any, weight: Any,
+                     param: Any = None) -> Any:
     """A mean whose sum of finite losses overflowed, recomputed from scaled losses.
 
     XLA sums in the working precision, so the float32 mean of 5000 losses of
@@ -83,8 +88,10 @@ def _rescue_overflow(call: Call, value: Any, input: Any, target: Any, weight: An
 
     def rescue() -> Any:
         none = _call(dataclasses.replace(req, reduction="none", axis=None, keepdims=False,
-                                         value=True, grad=False), input, target, weight)
-        losses = jnp.asarray(_core.evaluate(none, input, target, weight)[0], call.work_dtype)
+                                         value=True, grad=False), input, target, weight,
+                     param=param)
+        losses = jnp.asarray(_core.evaluate(none, input, target, weight, param=param)[0],
+                             call.work_dtype)
         total = jnp.sum(losses * _TINY, axis=call.axis, keepdims=req.keepdims)
         return (total / count * _HUGE).astype(value.dtype)
 
@@ -100,18 +107,24 @@ KERNELS = 32
 
 @lru_cache(maxsize=KERNELS)
 def _kernels(req: Request) -> tuple[Any, Any]:
-    """The jitted loss and the jitted ``(loss, grad)`` of one request."""
-    return (jax.jit(lambda i, t, w: _loss(i, t, w, req)),
-            jax.jit(lambda i, t, w, g: _evaluate(i, t, w, g, req)))
+    """The jitted loss and the jitted ``(loss, grad)`` of one request.
+
+    An array threshold is an argument of the kernels, not part of the request:
+    every value of it (traced or not) runs the one compiled kernel.
+    """
+    return (jax.jit(lambda i, t, w, p: _loss(i, t, w, p, req)),
+            jax.jit(lambda i, t, w, g, p: _evaluate(i, t, w, g, p, req)))
 
 
 def evaluate(req: Request, input: jax.Array, target: jax.Array, weight: object,
-             grad_output: object = None) -> tuple[Any, Any]:
+             grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as one compiled kernel, with the same values as :func:`loss`."""
-    validate(req, input, target, weight, grad_output)  # errors and warnings point at the caller
-    _check_devices(req, input, target, weight, grad_output)
+    # errors and warnings point at the caller
+    validate(req, input, target, weight, grad_output, param=param)
+    _check_devices(req, input, target, weight, grad_output, param)
     return _kernels(req)[1](  # type: ignore[no-any-return]
-        input, target, _weight(input, target, weight), grad_output)
+        input, target, _weight(input, target, weight), grad_output,
+        _weight(input, target, param))
 
 
 @cache
@@ -124,7 +137,7 @@ def _check_devices(req: Request, *arrays: Any) -> None:
     """Committed arrays on one device (JAX moves uncommitted ones where they are needed)."""
     if _one_device() or isinstance(arrays[0], jax.core.Tracer):
         return
-    names = ("input", "target", "weight", "grad_output")
+    names = ("input", "target", "weight", "grad_output", "param")
     check_devices(req.func, {
         name: _device(a) for name, a in zip(names, arrays, strict=False)
         if isinstance(a, jax.Array) and not isinstance(a, jax.core.Tracer)
@@ -137,7 +150,7 @@ def _device(a: jax.Array) -> Any:
 
 
 def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
-    """A weight as a float array in the working precision (or None).
+    """A weight (or an array threshold) as a float array in the working precision (or None).
 
     JAX gives boolean and integer primals float0 tangents, and a Python number
     is no array at all.
@@ -148,8 +161,13 @@ def _weight(input: jax.Array, target: jax.Array, weight: Any) -> Any:
     return jnp.asarray(weight, dtype=work)
 
 
-def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any) -> Any:
-    """The loss of two JAX arrays, differentiable with smoothl1's derivatives."""
-    validate(req, input, target, weight)  # errors and warnings point at the caller
-    _check_devices(req, input, target, weight)
-    return _kernels(req)[0](input, target, _weight(input, target, weight))
+def loss(req: Request, input: jax.Array, target: jax.Array, weight: Any,
+         param: Any = None) -> Any:
+    """The loss of two JAX arrays, differentiable with smoothl1's derivatives.
+
+    An array threshold ``param`` is differentiable too (forward and reverse mode).
+    """
+    validate(req, input, target, weight, param=param)  # errors and warnings point at the caller
+    _check_devices(req, input, target, weight, None, param)
+    return _kernels(req)[0](input, target, _weight(input, target, weight),
+                            _weight(input, target, param))

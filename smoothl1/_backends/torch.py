@@ -99,8 +99,11 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
 
 
 def evaluate(req: Request, input: torch.Tensor, target: torch.Tensor, weight: object,
-             grad_output: object = None) -> tuple[Any, Any]:
+             grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` of two tensors, without an autograd node (the grad functions)."""
+    if param is not None:  # an array threshold: torch's operations (the blocks do not take it)
+        call = _validate(req, input, target, weight, grad_output, param=param)
+        return _core.evaluate(call, input, target, weight, grad_output, param=param)
     call = _validate(req, input, target, weight, grad_output)
     found = _blocks(call, input, target, weight, grad_output, value=req.value,
                     grads=(1,) if req.grad else ())
@@ -223,24 +226,93 @@ class _EagerLoss(torch.autograd.Function):
     jvp = staticmethod(_jvp)
 
 
+# ------------------------------------------------------------ with an array threshold
+# Its own Function: the threshold is one more differentiable input, and every
+# derivative comes from smoothl1._core (torch ops; no NumPy blocks yet).
+
+
+def _threshold_save(ctx: Any, inputs: tuple[Any, ...], *, forward_mode: bool) -> None:
+    input, target, weight, param, call = inputs
+    tensor_weight = weight if isinstance(weight, torch.Tensor) else None
+    ctx.save_for_backward(input, target, tensor_weight, param)
+    if forward_mode and forward_ad._current_level >= 0:
+        ctx.save_for_forward(input, target, tensor_weight, param)
+    ctx.weight = None if tensor_weight is not None else weight
+    ctx.call = call
+
+
+def _threshold_saved(ctx: Any) -> tuple[Any, Any, Any, Any]:
+    input, target, weight, param = ctx.saved_tensors
+    return input, target, ctx.weight if weight is None else weight, param
+
+
+def _threshold_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+    need = tuple(ctx.needs_input_grad[:4])
+    input, target, weight, param = _threshold_saved(ctx)
+    g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output,
+                                     need=need[:3], param=param)
+    g_p = (_core.param_backward(ctx.call, input, target, weight, param, grad_output)
+           if need[3] else None)
+    return g_in, g_tg, g_w, g_p, None
+
+
+def _threshold_jvp(ctx: Any, input_t: Any, target_t: Any, weight_t: Any, param_t: Any,
+                   *_: Any) -> Any:
+    input, target, weight, param = _threshold_saved(ctx)
+    return _core.value_and_tangent(ctx.call, input, target, weight, input_t, target_t,
+                                   weight_t, param=param, param_tangent=param_t)[1]
+
+
+class _ThresholdLoss(torch.autograd.Function):
+    """The loss with an array threshold; reverse mode (the variant for ``torch.compile``)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input: torch.Tensor, target: torch.Tensor, weight: Any, param: torch.Tensor,
+                call: Call) -> Any:
+        return _core.evaluate(call, input, target, weight, param=param)[0]
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _threshold_save(ctx, inputs, forward_mode=False)
+
+    backward = staticmethod(_threshold_backward)
+
+
+class _ThresholdLossWithJvp(_ThresholdLoss):
+    """The same with forward mode (eager autograd and ``torch.func`` transforms)."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _threshold_save(ctx, inputs, forward_mode=True)
+
+    jvp = staticmethod(_threshold_jvp)
+
+
 def _validate(req: Request, input: Any, target: Any, weight: Any,
-              grad_output: Any = None, compiling: bool | None = None) -> Call:
+              grad_output: Any = None, compiling: bool | None = None,
+              param: Any = None) -> Call:
     """:func:`~smoothl1._request.validate`, fit for ``torch.compile``.
 
     Under Dynamo: without its memo, and with the namespace given
     (array-api-compat's lookup is ``lru_cache``d, which Dynamo warns about).
     """
     if torch.compiler.is_compiling() if compiling is None else compiling:
-        return validate(req, input, target, weight, grad_output, xp=_XP, remember=False)
+        return validate(req, input, target, weight, grad_output, xp=_XP, remember=False,
+                        param=param)
     if not (type(input) is type(target) is torch.Tensor
-            and type(weight) in _PLAIN and type(grad_output) in _PLAIN):
-        _refuse_masked(req, input=input, target=target, weight=weight, grad_output=grad_output)
-    call = validate(req, input, target, weight, grad_output)
-    if not (input.is_cpu and target.is_cpu and _on_cpu(weight) and _on_cpu(grad_output)):
+            and type(weight) in _PLAIN and type(grad_output) in _PLAIN and type(param) in _PLAIN):
+        _refuse_masked(req, input=input, target=target, weight=weight, grad_output=grad_output,
+                       **{req.param_name: param})
+    call = validate(req, input, target, weight, grad_output, param=param)
+    if not (input.is_cpu and target.is_cpu and _on_cpu(weight) and _on_cpu(grad_output)
+            and _on_cpu(param)):
         # torch's rule: a 0-d CPU tensor may join tensors on any device
         check_devices(req.func, {
             name: a.device for name, a in (("input", input), ("target", target),
-                                           ("weight", weight), ("grad_output", grad_output))
+                                           ("weight", weight), ("grad_output", grad_output),
+                                           (req.param_name, param))
             if isinstance(a, torch.Tensor) and not (a.is_cpu and a.ndim == 0)})
     return call
 
@@ -270,8 +342,17 @@ def _needs_grad(*tensors: object) -> bool:
         isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)
 
 
-def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -> Any:
+def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any,
+         param: Any = None) -> Any:
     """The loss of two torch tensors, differentiable with smoothl1's derivatives."""
+    if param is not None:  # an array threshold: differentiable too
+        compiling = torch.compiler.is_compiling()
+        call = _validate(req, input, target, weight, compiling=compiling, param=param)
+        if not compiling and not _needs_grad(input, target, weight, param):
+            return _core.evaluate(call, input, target, weight, param=param)[0]
+        fn: type[torch.autograd.Function] = (_ThresholdLoss if compiling
+                                             else _ThresholdLossWithJvp)
+        return fn.apply(input, target, weight, param, call)  # type: ignore[no-untyped-call]
     compiling = torch.compiler.is_compiling()
     call = _validate(req, input, target, weight, compiling=compiling)
     if not compiling and not _needs_grad(input, target, weight):
@@ -286,7 +367,7 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any) -
                 torch._is_functional_tensor(input) or torch._is_functional_tensor(target)):
             return _core.evaluate(call, input, target, weight)[0]
     if compiling:
-        fn: type[torch.autograd.Function] = _Loss
+        fn = _Loss
     elif torch._C._are_functorch_transforms_active():
         fn = _LossWithJvp
     else:
