@@ -55,9 +55,13 @@ def smooth_l1(
         Real floating-point arrays of one array library (NumPy, CuPy, torch, JAX,
         dask, array-api-strict, ...) whose shapes broadcast together.  A
         ``UserWarning`` (torch's) is issued when the shapes differ.
-    beta : float, default 1.0
-        Where the loss turns from quadratic to linear; a Python number
-        :math:`\ge 0` (``inf`` allowed).  It must be static under ``jax.jit``.
+    beta : float or array, default 1.0
+        Where the loss turns from quadratic to linear: a Python number
+        :math:`\ge 0` (``inf`` allowed; static under ``jax.jit``), or an array of
+        the inputs' library that broadcasts to the loss's shape without enlarging
+        it: a threshold per element (per feature, ...), traced under ``jax.jit``
+        and differentiable by torch and JAX.  Negative or NaN elements give NaN
+        there (values are not read).
     reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
         ``'mean'`` divides the (weighted) sum by the number of elements reduced, as
         torch does (also with ``weight``, like ``F.huber_loss(weight=...)``);
@@ -89,8 +93,8 @@ def smooth_l1(
         a dtype is not real floating-point, or ``beta`` is not a real number.
     ValueError
         If ``beta`` is negative or NaN, ``reduction`` is unknown, ``axis`` is out of
-        range, or the shapes of ``input``, ``target`` and ``weight`` do not
-        broadcast.
+        range, or the shapes of ``input``, ``target``, ``weight`` and an array
+        ``beta`` do not broadcast.
 
     Notes
     -----
@@ -226,8 +230,10 @@ def huber(
     ----------
     input, target : array
         As for :func:`smooth_l1`.
-    delta : float, default 1.0
-        A Python number :math:`> 0` (``inf`` allowed); static under ``jax.jit``.
+    delta : float or array, default 1.0
+        A Python number :math:`> 0` (``inf`` allowed; static under ``jax.jit``),
+        or an array as ``beta`` of :func:`smooth_l1` (elements :math:`\le 0` or
+        NaN give NaN there).
     reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
         As for :func:`smooth_l1`.
     weight, axis, keepdims

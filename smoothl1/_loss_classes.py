@@ -109,7 +109,9 @@ class SmoothL1Loss(_LossObject):
     size_average, reduce : bool, optional
         Deprecated torch arguments; prefer ``reduction``.
     reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
-    beta : float, default 1.0
+    beta : float or array, default 1.0
+        As for :func:`~smoothl1.smooth_l1`: a number (checked now) or a threshold
+        array (checked with the inputs at each call).
     axis : int or tuple of int, optional
     keepdims : bool, default False
 

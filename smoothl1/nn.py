@@ -30,6 +30,9 @@ tensor(0.9062)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 try:
     import torch
     from torch.nn.modules.loss import _Loss
@@ -55,6 +58,18 @@ class _SmoothL1Base(_Loss):
         self.keepdims = check_keepdims(name, keepdims)
 
 
+def _threshold(module: torch.nn.Module, name: str, value: object,
+               check: Callable[[str, object], float]) -> None:
+    """A number (checked now), a buffer, or a parameter (an ``nn.Parameter``)."""
+    owner = type(module).__name__
+    if isinstance(value, torch.nn.Parameter):
+        setattr(module, name, value)  # registered as a parameter by nn.Module
+    elif isinstance(value, torch.Tensor):
+        module.register_buffer(name, value)
+    else:
+        setattr(module, name, check(owner, value))
+
+
 class SmoothL1Loss(_SmoothL1Base):
     r"""``torch.nn.SmoothL1Loss``, computed by :func:`smoothl1.smooth_l1`.
 
@@ -63,8 +78,11 @@ class SmoothL1Loss(_SmoothL1Base):
     size_average, reduce : bool, optional
         torch's deprecated arguments, mapped to ``reduction`` exactly as torch maps them.
     reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
-    beta : float, default 1.0
+    beta : float or torch.Tensor, default 1.0
         Where the loss turns from :math:`\tfrac12 d^2/\beta` to :math:`|d| - \tfrac12\beta`.
+        A tensor is a threshold per element (per feature, ...): registered as a
+        buffer (moved by ``.to()``, saved in ``state_dict()``), or as a parameter
+        if it is a ``torch.nn.Parameter`` (learned, with smoothl1's derivative).
     axis : int or tuple of int, optional
         Keyword only: the axes to reduce (default all), as for :func:`smoothl1.smooth_l1`.
     keepdims : bool, default False
@@ -82,13 +100,13 @@ class SmoothL1Loss(_SmoothL1Base):
     torch.Size([1, 3])
     """
 
-    beta: float
+    beta: Any
 
     def __init__(self, size_average: bool | None = None, reduce: bool | None = None,
                  reduction: str = "mean", beta: float = 1.0, *,
                  axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.beta = check_beta("SmoothL1Loss", beta)
+        _threshold(self, "beta", beta, check_beta)
         self._setup("SmoothL1Loss", axis, keepdims)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor,
@@ -105,20 +123,21 @@ class HuberLoss(_SmoothL1Base):
     Parameters
     ----------
     reduction : {'mean', 'sum', 'none', 'weighted_mean'}, default 'mean'
-    delta : float, default 1.0
-        Where the loss turns from :math:`\tfrac12 d^2` to :math:`\delta(|d| - \tfrac12\delta)`.
+    delta : float or torch.Tensor, default 1.0
+        Where the loss turns from :math:`\tfrac12 d^2` to :math:`\delta(|d| - \tfrac12\delta)`;
+        a tensor as ``beta`` of :class:`SmoothL1Loss`.
     axis : int or tuple of int, optional
         Keyword only, as for :func:`smoothl1.huber`.
     keepdims : bool, default False
         Keyword only.
     """
 
-    delta: float
+    delta: Any
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0, *,
                  axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> None:
         super().__init__(reduction=reduction)
-        self.delta = check_delta("HuberLoss", delta)
+        _threshold(self, "delta", delta, check_delta)
         self._setup("HuberLoss", axis, keepdims)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor,

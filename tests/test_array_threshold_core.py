@@ -159,11 +159,17 @@ def test_jax_jit_with_100_traced_betas_compiles_once(rng):
     assert jitted._cache_size() == 1
     assert grad._cache_size() == 1
     assert np.isfinite(np.asarray(g)).all()
-    eager = _backends.jax._kernels(request("smooth_l1", "smooth_l1", 1.0, "mean", None, False))[0]
+    public = jax.jit(lambda x, y, b: smoothl1.smooth_l1(x, y, b))  # through the public function
+    for i in range(100):
+        public(x, y, jnp.full(4, 0.01 + i / 50))
+    assert public._cache_size() == 1
+    eager = _backends.jax._kernels(request("smooth_l1", "smooth_l1", jnp.ones(4), "mean", None,
+                                           False))[0]
+    smoothl1.smooth_l1(x, y, jnp.ones(4))  # compiled for this signature
     before = eager._cache_size()
     for i in range(20):  # eager calls: the one kernel, whatever the values
-        loss(x, y, jnp.full(4, 0.5 + i))
-    assert eager._cache_size() == max(before, 1)
+        smoothl1.smooth_l1(x, y, jnp.full(4, 0.5 + i))
+    assert eager._cache_size() == before
 
 
 @pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
@@ -310,3 +316,33 @@ def test_a_masked_threshold_masks_the_losses_it_reaches():
     value, _ = _backends.evaluate(req, x, y, None, None, param=beta)
     assert isinstance(value, np.ma.MaskedArray)
     assert value == smoothl1.smooth_l1(x[:, 0], y[:, 0], 0.5)  # column 1 counts nowhere
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_the_blocks_give_the_general_paths_bits(library, kind, dtype, rng):
+    """NumPy arrays and CPU tensors stream the threshold through the blocks: same bits."""
+    big = {"float16": 6e4, "float32": 3e38, "float64": 1e308}[dtype]
+    tiny = {"float16": 1e-7, "float32": 1e-30, "float64": 1e-300}[dtype]
+    d_values = np.array([0.0, -0.0, tiny, -0.3, 0.5, 1.0, -2.5, 1e3, big, -big, np.inf, -np.inf,
+                         np.nan])
+    p_values = np.array([0.0, tiny, 0.5, 1.0, 3.0, big, np.inf, -1.0, np.nan])
+    x = rng.choice(d_values, size=(3000, p_values.size)).astype(dtype)
+    y = np.zeros_like(x)
+    p = p_values.astype(dtype)
+    convert = (lambda a: a) if library == "numpy" else pytest.importorskip("torch").from_numpy
+    X, Y, P = convert(x), convert(y), convert(p)
+    for reduction, axis in (("none", None), ("mean", None), ("sum", 0), ("weighted_mean", 1)):
+        weight = convert(rng.random(p.size).astype(dtype)) if reduction != "none" else None
+        req = request(kind, kind, 1.0, reduction, axis, False, grad=True)
+        value, grad = _backends.evaluate(req, X, Y, weight, None, param=P)
+        call = validate(req, x, y, None if weight is None else to_numpy(weight), None, param=p)
+        want_value, want_grad = _core.evaluate(call, x, y, None if weight is None else
+                                               to_numpy(weight), None, param=p)
+        np.testing.assert_array_equal(to_numpy(grad), want_grad, err_msg=reduction)
+        if reduction == "none":
+            np.testing.assert_array_equal(to_numpy(value), want_value)
+        else:  # float64 totals in blocks, the library's sum on the general path
+            np.testing.assert_allclose(to_numpy(value), want_value, rtol=2e-3 if
+                                       dtype == "float16" else 1e-6, equal_nan=True)

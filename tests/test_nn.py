@@ -157,3 +157,21 @@ def test_without_torch_the_import_error_says_what_to_install():
                           timeout=120, check=True)
     assert "smoothl1.nn holds torch modules and needs torch: pip install 'smoothl1[torch]'" in (
         done.stdout)
+
+
+def test_a_tensor_threshold_is_a_buffer_or_a_learned_parameter():
+    torch = pytest.importorskip("torch")
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.zeros(8, 3, dtype=torch.float64)
+    per_feature = torch.tensor([0.1, 1.0, 3.0], dtype=torch.float64)
+    fixed = smoothl1.nn.SmoothL1Loss(beta=per_feature)
+    assert "beta" in dict(fixed.named_buffers())
+    assert set(fixed.state_dict()) == {"beta"}
+    want = np.mean([smoothl1.smooth_l1(x[:, j].numpy(), y[:, j].numpy(), float(per_feature[j]),
+                                       "none") for j in range(3)])
+    np.testing.assert_allclose(fixed(x, y).item(), want, rtol=1e-14)
+    learned = smoothl1.nn.HuberLoss(delta=torch.nn.Parameter(torch.ones(3, dtype=torch.float64)))
+    assert [name for name, _ in learned.named_parameters()] == ["delta"]
+    learned(x, y).backward()
+    z = (x - y).abs().numpy()
+    np.testing.assert_allclose(learned.delta.grad.numpy(),
+                               np.where(z >= 1.0, z - 1.0, 0.0).mean(0) / 3, rtol=1e-14)

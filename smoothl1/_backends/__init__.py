@@ -86,7 +86,7 @@ def evaluate(req: Request, input: Array, target: Array, weight: object = None,
             and not isinstance(weight, _MASKED) and not isinstance(grad_output, _MASKED)
             and not isinstance(param, _MASKED)):
         call = validate(req, input, target, weight, grad_output, param=param)
-        out = _numpy.evaluate(call, input, target, weight, grad_output)
+        out = _numpy.evaluate(call, input, target, weight, grad_output, param)
         return out if out is not None else _core.evaluate(call, input, target, weight,
                                                           grad_output, param=param)
     backend = _framework(input, target, weight, grad_output)

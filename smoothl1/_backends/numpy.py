@@ -39,6 +39,7 @@ evaluated in torch's order, per element.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -73,24 +74,44 @@ _BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
-    """``numpy.where`` without a branch per element, where both choices are float arrays.
+    """``numpy.where`` without a branch per element, where the choices are float arrays or numbers.
 
     NumPy's ``where`` branches on every element: with an unpredictable mask, as a
     loss's branch mask is, that costs 3-5 ns per element.  Selecting the bit
     patterns, ``b ^ ((a ^ b) & mask)``, gives the same bits (NaN payloads, signed
-    zeros) in about 0.5 ns.
+    zeros) in about 0.5 ns.  A number (``where(linear, 0.0, z)``) is first made
+    an array of the other choice's dtype, and a smaller mask (a per-feature
+    threshold's) is broadcast: cheaper than the branches.
     """
-    bits = _BITS.get(getattr(a, "dtype", None))
-    if (bits is None or type(a) is not np.ndarray or type(b) is not np.ndarray
-            or type(cond) is not np.ndarray or b.dtype != a.dtype
-            or not a.shape == b.shape == cond.shape):
+    array = a if type(a) is np.ndarray else b
+    bits = _BITS.get(getattr(array, "dtype", None))
+    if bits is None or type(array) is not np.ndarray or type(cond) is not np.ndarray:
         return np.where(cond, a, b)
-    mask = np.subtract(0, cond, dtype=bits)  # all ones where cond holds
+    shape = array.shape
+    if cond.shape != shape or (type(a) is np.ndarray and a.shape != shape) or (
+            type(b) is np.ndarray and b.shape != shape):
+        try:
+            shape = np.broadcast_shapes(cond.shape, np.shape(a), np.shape(b))
+        except ValueError:
+            return np.where(cond, a, b)
+    a, b = _choice(a, shape, array.dtype), _choice(b, shape, array.dtype)
+    if a is None or b is None or a.dtype != b.dtype:
+        return np.where(cond, a, b)
+    mask = np.subtract(0, np.broadcast_to(cond, shape), dtype=bits)  # all ones where cond holds
     b_bits = b.view(bits)
     out = np.bitwise_xor(a.view(bits), b_bits)
     out &= mask
     out ^= b_bits
     return out.view(a.dtype)
+
+
+def _choice(v: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """One choice of :func:`_where` as an array of ``shape`` (a view where it is one)."""
+    if type(v) is np.ndarray:
+        return v if v.shape == shape else np.broadcast_to(v, shape)
+    if isinstance(v, (float, int)) and not isinstance(v, bool):
+        return np.full(shape, v, dtype)  # NumPy's weak-scalar rule: the array's dtype
+    return None
 
 
 #: The namespace the formulas run on here: NumPy itself (``numpy>=2.1`` implements
@@ -492,6 +513,7 @@ class _Job:
     grad_output: _Operand | Scalar
     grads: tuple[tuple[np.ndarray, int], ...]  # elementwise gradients: (out, sign)
     grad_sum: bool  # reduce the gradient itself (a broadcast argument's gradient)
+    param: _Operand | None = None  # an array threshold, streamed like the weight
 
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
@@ -500,16 +522,28 @@ class _Job:
             self, index, self.x.take(index) - self.y.take(index),
             w.take(index) if isinstance(w, _Operand) else w,
             norm.take(index) if isinstance(norm, _Operand) else norm,
-            go.take(index) if isinstance(go, _Operand) else go)
+            go.take(index) if isinstance(go, _Operand) else go,
+            None if self.param is None else self.param.take(index))
 
 
-def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any) -> tuple[Any, Any]:
+def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
+             param: Any = None) -> tuple[Any, Any]:
     """The math of one block of ``d = input - target`` (the formulas, in torch's order).
 
     Writes the elementwise results of ``index``; returns ``(losses, weights)``
     to reduce (the gradient itself for a broadcast argument's gradient).
+    ``param``: the block of an array threshold (``job.formula.param`` is then NaN).
     """
     xp, f = _XP, job.formula
+    if param is not None:  # the lean forms below: the same bits, fewer passes
+        f = dataclasses.replace(f, param=param)
+        if job.none_value is not None:
+            v = _losses_per_element(f, d)
+            _write(job.none_value, index, v if w is None else v * w)
+            del v
+            if not (job.reduce or job.grads or job.grad_sum):
+                return None, None
+        return _compute_per_element(job, index, d, w, norm, go, f)
     if job.none_value is not None:
         z = xp.abs(d)
         v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
@@ -531,6 +565,87 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any) -> tup
     if job.grads or job.grad_sum:  # torch's order: norm * derivative * grad_output
         g = s if isinstance(norm, float) and norm == 1.0 else norm * s
         del s
+        if w is not None:
+            g = g * w
+        if go is not None:
+            g = g * go
+        for out, sign in job.grads:
+            _write(out, index, g, sign)
+        if job.grad_sum:
+            total = g
+    return total, weights
+
+
+def _valid_threshold(f: _formulas.Formula) -> Any:
+    """The threshold block with its invalid elements (negative, NaN; delta 0) made NaN."""
+    p = f.param
+    ok = p > 0 if f.kind == "huber" else p >= 0
+    # (valid everywhere, the common case: no copy; a host array, so this test is cheap)
+    return p if ok.all() else np.where(ok, p, np.nan)
+
+
+def _losses_per_element(f: _formulas.Formula, d: Any) -> Any:
+    """The elementwise losses with a threshold per element: :func:`~smoothl1._formulas.loss`'s bits.
+
+    ``where(z < beta, 0.5*z*z / beta, z - 0.5*beta)`` in torch's order, then the
+    repair where ``0.5*z*z`` underflowed or overflowed in the quadratic zone (the
+    same ``0.5*z*|z/beta|`` as the formula), only in blocks that have such
+    elements.  ``beta = 0`` is ``z - 0`` (every z is linear), ``beta = inf`` is
+    ``0.5*z*z / inf = 0`` (or the repair's 0), invalid thresholds NaN.
+    """
+    p = _valid_threshold(f)
+    z = np.abs(d)
+    quadratic = z < p
+    if f.kind == "huber":
+        return _where(quadratic, 0.5 * z * z, p * (z - 0.5 * p))
+    half_square = 0.5 * z * z
+    out = _where(quadratic, half_square / p, z - 0.5 * p)
+    tiny, huge = _TINY_HUGE[out.dtype]
+    lost = ((half_square < tiny) | (half_square > huge)) & quadratic
+    if lost.any():
+        np.copyto(out, 0.5 * z * np.abs(z / p), where=lost)
+    return out
+
+
+#: Smallest normal and largest finite number by dtype (the repair's bounds).
+_TINY_HUGE = {np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32).max),
+              np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
+
+
+def _compute_per_element(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
+                         f: _formulas.Formula) -> tuple[Any, Any]:
+    """:func:`_compute` with a threshold per element, for reductions and gradients.
+
+    The slope as ``clip(d / beta, -1, 1)`` (Huber: ``clip(d, -delta, delta)``):
+    the bits of :func:`~smoothl1._formulas.derivative` wherever it is not NaN
+    (``|d| >= beta`` gives ``|d / beta| >= 1`` exactly, and the quadratic zone is
+    ``d / beta`` itself).  It is NaN for ``0 / 0`` (``d = beta = 0``) and
+    ``inf / inf``, where the derivative is ``sign(d)``, put back only in blocks
+    that have such elements; invalid thresholds were made NaN first, so they stay
+    NaN.  A few passes over the block instead of the branch selection's dozen:
+    about what a weight costs.
+    """
+    huber = f.kind == "huber"
+    p = _valid_threshold(f)  # invalid: NaN (a small array for a threshold per feature)
+    c = np.minimum(np.maximum(d, -p), p)  # (NumPy's clip is slow with broadcast bounds)
+    if huber:
+        s = c
+    else:
+        s = _XP.clip(d / p, -1.0, 1.0)
+        lost = np.isnan(s)
+        if lost.any():  # 0/0 or inf/inf with a valid threshold and a number d: sign(d)
+            fix = lost & ~np.isnan(d) & ~np.isnan(np.broadcast_to(p, s.shape))
+            np.copyto(s, np.sign(d), where=fix)
+    total = weights = None
+    if job.reduce:
+        total = _formulas.factored_loss(_XP, f, d, c, s)
+        if w is not None:
+            total = total * w
+            if job.reduce_weight:
+                weights = np.broadcast_to(w, total.shape)
+    del d, c
+    if job.grads or job.grad_sum:  # torch's order: norm * derivative * grad_output
+        g = s if isinstance(norm, float) and norm == 1.0 else norm * s
         if w is not None:
             g = g * w
         if go is not None:
@@ -709,7 +824,7 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
     products, and the float64 reduction's buffer; a gradient one more.
     """
     live = 8 if job.none_value is not None else 5
-    live += bool(job.grads) + (job.weight is not None)
+    live += bool(job.grads) + (job.weight is not None) + 2 * (job.param is not None)
     room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
     return max(1, min(room // live, _LARGEST_TEMPORARY) // itemsize)
 
@@ -775,7 +890,7 @@ def _safe_inverse(total: Any, work: type) -> Any:
 def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         out_dtype: Out, grads: tuple[GradSpec, ...] = (), value: bool | None = None,
         threads: int | None = None, norm: Any = None,
-        raw: bool = False) -> tuple[Any, list[Any]] | None:
+        raw: bool = False, param: Any = None) -> tuple[Any, list[Any]] | None:
     """The value and the gradients ``grads``; ``None`` for empty arrays.
 
     Arrays are NumPy arrays (or :class:`BF16` bits) that ``call`` was checked
@@ -785,11 +900,12 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     that split an array themselves (dask chunks): ``threads`` overrides
     :func:`smoothl1.set_num_threads`, ``norm`` the gradient's factor (``1/N`` of the whole
     array), and ``raw`` returns a reduction's float64 :class:`Totals` instead
-    of the value.
+    of the value.  ``param``: an array threshold (``call.param == "array"``),
+    streamed block by block like the weight.
     """
     req = call.req
     want_value = req.value if value is None else value
-    if _fits_one_block(call, input, target, weight, grad_output):
+    if param is None and _fits_one_block(call, input, target, weight, grad_output):
         return _small(call, input, target, weight, grad_output, out_dtype, grads, want_value,
                       norm, raw)
     loss_shape = _ints(call.loss_shape)
@@ -807,6 +923,9 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     w_aligned = None
     if weight is not None and not isinstance(weight, (int, float)):
         w_aligned = _aligned(weight.bits if isinstance(weight, BF16) else weight, ndim)
+    p_aligned = None
+    if param is not None:
+        p_aligned = _aligned(param.bits if isinstance(param, BF16) else param, ndim)
     go_aligned = None
     if grad_output is not None and not isinstance(grad_output, (int, float)):
         g = grad_output.bits if isinstance(grad_output, BF16) else grad_output
@@ -831,12 +950,13 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
                 "weight": op(weight, w_aligned),
                 "norm": (factor if factor is None or isinstance(factor, float)
                          else _Operand(_aligned(factor, ndim), lay, work)),
-                "grad_output": op(grad_output, go_aligned)}
+                "grad_output": op(grad_output, go_aligned),
+                "param": None if param is None else op(param, p_aligned)}
 
     elementwise = [gs for gs in grads if gs.shape == loss_shape]
     summed = [gs for gs in grads if gs.shape != loss_shape]
     # every array operand decides which axes merge; input and target lead the order
-    order = aligned + [a for a in (w_aligned, go_aligned) if a is not None]
+    order = aligned + [a for a in (w_aligned, go_aligned, p_aligned) if a is not None]
     if not (factor is None or isinstance(factor, float)):
         order.append(_aligned(factor, ndim))
     result: Any = None
@@ -997,13 +1117,13 @@ def _value_finisher(call: Call, weight: Any, work: type) -> Callable[[Any, Any],
 
 
 def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
-             grad_output: Any) -> tuple[Any, Any] | None:
+             grad_output: Any, param: Any = None) -> tuple[Any, Any] | None:
     """``(loss, grad)`` of NumPy arrays as :func:`smoothl1._core.evaluate` gives them.
 
     ``None`` (the caller then takes the general path) for arrays this module
     does not read as they are, and for empty ones.
     """
-    if call.param == "array":  # an array threshold: not streamed by the blocks yet
+    if param is not None and not accepts(param):
         return None
     if not (accepts(weight) or weight is None or isinstance(weight, (int, float))):
         return None
@@ -1013,7 +1133,8 @@ def evaluate(call: Call, input: np.ndarray, target: np.ndarray, weight: Any,
     if not (target.dtype == dtype and dtype.isnative):
         dtype = _native(np.result_type(input, target))
     grads = (GradSpec(1, input.shape, _native(input.dtype)),) if call.req.grad else ()
-    out = run(call, input, target, weight, grad_output, out_dtype=dtype, grads=grads)
+    out = run(call, input, target, weight, grad_output, out_dtype=dtype, grads=grads,
+              param=param)
     if out is None:
         return None
     value, found = out

@@ -72,7 +72,7 @@ def _tensor(a: Any, dtype: Any) -> torch.Tensor:
 
 def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
             value: bool, grads: tuple[int, ...] = (),
-            compiling: bool | None = None) -> tuple[Any, list[Any]] | None:
+            compiling: bool | None = None, param: Any = None) -> tuple[Any, list[Any]] | None:
     """The value and the gradients (+1: input, -1: target) through the NumPy blocks, or None.
 
     ``compiling``: whether Dynamo traces this, if the caller knows.
@@ -82,15 +82,16 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
     x, y = _view(input), _view(target)
     if x is None or y is None:
         return None
-    w, go = _view(weight), _view(grad_output)
-    if (w is None) != (weight is None) or (go is None) != (grad_output is None):
+    w, go, p = _view(weight), _view(grad_output), _view(param)
+    if ((w is None) != (weight is None) or (go is None) != (grad_output is None)
+            or (p is None) != (param is None)):
         return None
     args = [input if sign > 0 else target for sign in grads]
     specs = tuple(blocks.GradSpec(sign, tuple(a.shape), _DTYPES[a.dtype])
                   for sign, a in zip(grads, args, strict=True))
     out_dtype = input.dtype if input.dtype is target.dtype else torch.result_type(input, target)
     found = blocks.run(call, x, y, w, go, out_dtype=_DTYPES[out_dtype], grads=specs,
-                       value=value)
+                       value=value, param=p)
     if found is None:
         return None
     v, gs = found
@@ -101,8 +102,12 @@ def _blocks(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, 
 def evaluate(req: Request, input: torch.Tensor, target: torch.Tensor, weight: object,
              grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` of two tensors, without an autograd node (the grad functions)."""
-    if param is not None:  # an array threshold: torch's operations (the blocks do not take it)
+    if param is not None:  # an array threshold: one more operand of the blocks
         call = _validate(req, input, target, weight, grad_output, param=param)
+        found = _blocks(call, input, target, weight, grad_output, value=req.value,
+                        grads=(1,) if req.grad else (), param=param)
+        if found is not None:
+            return found[0], (found[1][0] if found[1] else None)
         return _core.evaluate(call, input, target, weight, grad_output, param=param)
     call = _validate(req, input, target, weight, grad_output)
     found = _blocks(call, input, target, weight, grad_output, value=req.value,
@@ -271,6 +276,9 @@ class _ThresholdLoss(torch.autograd.Function):
     @staticmethod
     def forward(input: torch.Tensor, target: torch.Tensor, weight: Any, param: torch.Tensor,
                 call: Call) -> Any:
+        found = _blocks(call, input, target, weight, None, value=True, param=param)
+        if found is not None:
+            return found[0]
         return _core.evaluate(call, input, target, weight, param=param)[0]
 
     @staticmethod
@@ -349,6 +357,10 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any,
         compiling = torch.compiler.is_compiling()
         call = _validate(req, input, target, weight, compiling=compiling, param=param)
         if not compiling and not _needs_grad(input, target, weight, param):
+            found = _blocks(call, input, target, weight, None, value=True, compiling=False,
+                            param=param)
+            if found is not None:
+                return found[0]
             return _core.evaluate(call, input, target, weight, param=param)[0]
         fn: type[torch.autograd.Function] = (_ThresholdLoss if compiling
                                              else _ThresholdLossWithJvp)
