@@ -578,7 +578,7 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
 
 def _valid_threshold(f: _formulas.Formula) -> Any:
     """The threshold block with its invalid elements (negative, NaN; delta 0) made NaN."""
-    p = f.param
+    p: Any = f.param  # an array here
     ok = p > 0 if f.kind == "huber" else p >= 0
     # (valid everywhere, the common case: no copy; a host array, so this test is cheap)
     return p if ok.all() else np.where(ok, p, np.nan)
