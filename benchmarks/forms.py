@@ -101,6 +101,8 @@ class Form:
     strided: bool = False  # input and target are x[:, ::2] of a twice wider array
     small: bool = False  # a fixed small N (the per-call cost)
     dtypes: tuple[str, ...] = ("float32", "float64")
+    threshold_per_feature: bool = False  # beta/delta an array over the last axis
+    weight_per_feature: bool = False  # weight an array over the last axis (its comparison)
 
 
 FORMS: list[Form] = [
@@ -122,6 +124,14 @@ FORMS: list[Form] = [
     Form("strided x[:, ::2] mean (N/2)", "smooth_l1", lambda n: (n // 2048, 1024),
          strided=True),
     Form("same data contiguous (N/2)", "smooth_l1", lambda n: (n // 2048, 1024)),
+    Form("beta per feature (64,) over (N/64, 64), mean", "smooth_l1", lambda n: (n // 64, 64),
+         threshold_per_feature=True),
+    Form("weight per feature (64,) over (N/64, 64), mean", "smooth_l1",
+         lambda n: (n // 64, 64), weight_per_feature=True),
+    Form("beta per feature (64,), value_and_grad", "smooth_l1", lambda n: (n // 64, 64),
+         threshold_per_feature=True, grad=True),
+    Form("weight per feature (64,), value_and_grad", "smooth_l1", lambda n: (n // 64, 64),
+         weight_per_feature=True, grad=True),
     Form("small, N = 2^10, forward", "smooth_l1", lambda n: (1 << 10,), small=True),
     Form("small, N = 2^10, value_and_grad", "smooth_l1", lambda n: (1 << 10,), small=True,
          grad=True),
@@ -157,26 +167,37 @@ def _case(form: Form, n: int, dtype: str, rng: np.random.Generator) -> _Case:
     if form.strided:
         x, y = x[:, ::2], y[:, ::2]
     w = rng.random(shape).astype(dtype) if form.weighted else None
+    if form.weight_per_feature:
+        w = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
+    param: Any = BETA
+    if form.threshold_per_feature:  # in the range of the per-feature weight
+        param = rng.uniform(0.5, 2.0, shape[-1:]).astype(dtype)
     d = x.astype(np.float64) - y.astype(np.float64)
     w64 = None if w is None else w.astype(np.float64)
-    want_value = _reduce(form, _f64_loss(form.kind, d), w64)
+    p64 = np.asarray(param, dtype=np.float64)
+    want_value = _reduce(form, _f64_loss(form.kind, d, p64), w64)
     want_grad = None
     if form.grad:  # d(mean of w*loss)/dx
-        g = _f64_slope(form.kind, d) * (1.0 if w64 is None else w64)
+        g = _f64_slope(form.kind, d, p64) * (1.0 if w64 is None else w64)
         want_grad = g / g.size
     fn = smoothl1.huber if form.kind == "huber" else smoothl1.smooth_l1
     both = (smoothl1.huber_value_and_grad if form.kind == "huber"
             else smoothl1.smooth_l1_value_and_grad)
     kw: dict[str, Any] = {"reduction": form.reduction, "axis": form.axis}
+    if form.threshold_per_feature:
+        kw["delta" if form.kind == "huber" else "beta"] = param
 
-    def ours(a: Any, b: Any, weight: Any) -> Callable[[], Any]:
+    def ours(a: Any, b: Any, weight: Any, threshold: Any = None) -> Callable[[], Any]:
+        k = dict(kw)
+        if threshold is not None:  # the threshold in the arrays' library (torch)
+            k["delta" if form.kind == "huber" else "beta"] = threshold
         if form.grad:
-            return lambda: both(a, b, **kw, weight=weight)
-        return lambda: fn(a, b, **kw, weight=weight)
+            return lambda: both(a, b, **k, weight=weight)
+        return lambda: fn(a, b, **k, weight=weight)
 
     calls: dict[str, Callable[[], Any]] = {"smoothl1 (NumPy)": ours(x, y, w)}
-    calls["plain array-API (NumPy)"] = _plain(form, x, y, w)
-    torch_calls = _torch_calls(form, x, y, w, ours)
+    calls["plain array-API (NumPy)"] = _plain(form, x, y, w, param)
+    torch_calls = _torch_calls(form, x, y, w, ours, param)
     calls.update(torch_calls)
 
     def check(name: str, result: Any) -> float:
@@ -188,7 +209,8 @@ def _case(form: Form, n: int, dtype: str, rng: np.random.Generator) -> _Case:
     return _Case(calls, check)
 
 
-def _plain(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Callable[[], Any]:
+def _plain(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
+           p: Any = BETA) -> Callable[[], Any]:
     """The formula as a user writes it against the standard, without smoothl1."""
     from array_api_compat import array_namespace
 
@@ -197,9 +219,9 @@ def _plain(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Ca
         d = x - y
         ad = xp.abs(d)
         if form.kind == "huber":
-            e = xp.where(ad < BETA, 0.5 * d * d, BETA * (ad - 0.5 * BETA))
+            e = xp.where(ad < p, 0.5 * d * d, p * (ad - 0.5 * p))
         else:
-            e = xp.where(ad < BETA, 0.5 * d * d / BETA, ad - 0.5 * BETA)
+            e = xp.where(ad < p, 0.5 * d * d / p, ad - 0.5 * p)
         if w is not None:
             e = e * w
         if form.reduction == "none":
@@ -211,9 +233,9 @@ def _plain(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Ca
     def value_and_grad() -> Any:
         xp = array_namespace(x, y)
         d = x - y
-        g = xp.clip(d, -BETA, BETA)
+        g = xp.minimum(xp.maximum(d, -p), p)  # clip: see backend-pitfalls
         if form.kind != "huber":
-            g = g / BETA
+            g = g / p
         if w is not None:
             g = g * w
         return loss(), g / g.size
@@ -222,8 +244,13 @@ def _plain(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Ca
 
 
 def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
-                 ours: Callable[[Any, Any, Any], Callable[[], Any]]) -> dict[str, Any]:
-    """The torch contenders: torch's own equivalent, and smoothl1 on the same CPU tensors."""
+                 ours: Callable[..., Callable[[], Any]],
+                 param: Any = BETA) -> dict[str, Any]:
+    """The torch contenders: torch's own equivalent, and smoothl1 on the same CPU tensors.
+
+    torch's loss takes a number only: with a threshold per feature its
+    equivalent is the composition of torch operations a user would write.
+    """
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -234,12 +261,21 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     tw = None if w is None else torch.from_numpy(w)
 
+    tp = None if isinstance(param, float) else torch.from_numpy(param)
+
     def torch_loss(a: Any, b: Any) -> Any:
+        if tp is not None:  # no array beta in torch: its operations
+            z = (a - b).abs()
+            if form.kind == "huber":
+                return torch.where(z < tp, 0.5 * z * z, tp * (z - 0.5 * tp)).mean()
+            return torch.where(z < tp, 0.5 * z * z / tp, z - 0.5 * tp).mean()
         if b.shape != a.shape:
             b = b.expand(a.shape)  # torch's warning aside, the same broadcast
         kwargs: dict[str, Any] = {"delta": BETA} if form.kind == "huber" else {"beta": BETA}
         f = F.huber_loss if form.kind == "huber" else F.smooth_l1_loss
-        if form.axis is None and form.reduction in ("mean", "none"):
+        # (F.smooth_l1_loss has no weight: a weighted Smooth L1 is composed, below)
+        if form.axis is None and form.reduction in ("mean", "none") and (
+                tw is None or form.kind == "huber"):
             if tw is not None:
                 kwargs["weight"] = tw
             return f(a, b, reduction=form.reduction, **kwargs)
@@ -253,7 +289,7 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
 
     def ours_torch() -> Callable[[], Any]:
         if not form.grad:
-            inner = ours(tx, ty, tw)
+            inner = ours(tx, ty, tw, tp)
 
             def no_grad() -> Any:
                 with torch.no_grad():
@@ -263,10 +299,13 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
         import smoothl1
 
         fn = smoothl1.huber if form.kind == "huber" else smoothl1.smooth_l1
+        extra: dict[str, Any] = {}
+        if tp is not None:
+            extra["delta" if form.kind == "huber" else "beta"] = tp
 
         def fwd_bwd() -> Any:
             leaf = tx.detach().requires_grad_()
-            value = fn(leaf, ty, reduction=form.reduction, axis=form.axis, weight=tw)
+            value = fn(leaf, ty, reduction=form.reduction, axis=form.axis, weight=tw, **extra)
             (g,) = torch.autograd.grad(value, leaf)
             return value.detach(), g
 

@@ -254,8 +254,17 @@ def _threshold_saved(ctx: Any) -> tuple[Any, Any, Any, Any]:
 def _threshold_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
     need = tuple(ctx.needs_input_grad[:4])
     input, target, weight, param = _threshold_saved(ctx)
-    g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output,
-                                     need=need[:3], param=param)
+    found = None
+    if not torch.is_grad_enabled() and not need[2] and (need[0] or need[1]):
+        # no double backward to support: input's and target's through the blocks
+        found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
+                        grads=(1,) * need[0] + (-1,) * need[1], param=param)
+    if found is not None:
+        gs = iter(found[1])
+        g_in, g_tg, g_w = (next(gs) if need[0] else None), (next(gs) if need[1] else None), None
+    else:
+        g_in, g_tg, g_w = _core.backward(ctx.call, input, target, weight, grad_output,
+                                         need=need[:3], param=param)
     g_p = (_core.param_backward(ctx.call, input, target, weight, param, grad_output)
            if need[3] else None)
     return g_in, g_tg, g_w, g_p, None
