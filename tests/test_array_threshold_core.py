@@ -346,3 +346,23 @@ def test_the_blocks_give_the_general_paths_bits(library, kind, dtype, rng):
         else:  # float64 totals in blocks, the library's sum on the general path
             np.testing.assert_allclose(to_numpy(value), want_value, rtol=2e-3 if
                                        dtype == "float16" else 1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+def test_public_functions_and_objects_take_threshold_arrays_on_every_backend(xp, kind, rng):
+    x, y, p = _data(rng, kind)
+    X, Y, P = asarray(xp, x), asarray(xp, y), asarray(xp, p)
+    value, grad = (smoothl1.smooth_l1_value_and_grad if kind == "smooth_l1"
+                   else smoothl1.huber_value_and_grad)(X, Y, P, "sum")
+    none = PUBLIC[kind](X, Y, P, "none")
+    obj = (smoothl1.SmoothL1Loss(reduction="sum", beta=P) if kind == "smooth_l1"
+           else smoothl1.HuberLoss(reduction="sum", delta=P))
+    for j, pj in enumerate(p):
+        np.testing.assert_allclose(to_numpy(none)[:, j],
+                                   PUBLIC[kind](x[:, j], y[:, j], float(pj), "none"),
+                                   rtol=3e-16, atol=0)
+        np.testing.assert_allclose(to_numpy(grad)[:, j],
+                                   PUBLIC_GRAD[kind](x[:, j], y[:, j], float(pj), "sum"),
+                                   rtol=3e-16, atol=0)
+    np.testing.assert_allclose(to_numpy(value), to_numpy(none).sum(), rtol=1e-14)
+    np.testing.assert_allclose(to_numpy(obj(X, Y)), to_numpy(value), rtol=1e-15)
