@@ -124,6 +124,8 @@ def is_threshold_array(param: object) -> bool:
     Plain attribute checks (no array-api-compat lookup, which Dynamo warns
     about); NumPy scalars are numbers.
     """
+    if type(param) is float or type(param) is int:  # the common case, without an ABC check
+        return False
     return (not isinstance(param, numbers.Real) and hasattr(param, "shape")
             and hasattr(param, "dtype"))
 
