@@ -21,8 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_smoothl1_conforms_on_every_backend(xp):
     report = assert_conformant(xp)
     # no bfloat16 but in torch and JAX (6 cases), no float16 in array-api-strict (15)
-    expected = {"torch": 125, "jax": 125, "cupy": 119, "array_api_strict": 110}.get(
-        backend_name(xp), 119)
+    expected = {"torch": 140, "jax": 140, "cupy": 134, "array_api_strict": 125}.get(
+        backend_name(xp), 134)
     assert report.passed == expected
     assert report.worst_ulps["loss"] <= 3
 
@@ -32,7 +32,7 @@ def test_smoothl1_conforms_through_autodiff(name):
     from ._backends import backend_namespace
 
     report = assert_conformant(backend_namespace(name), gradients="autodiff")
-    assert report.passed == 125
+    assert report.passed == 140
 
 
 # ----------------------------------------------------------- deliberately wrong ports
@@ -121,7 +121,8 @@ def test_torch_itself_fails_the_exact_reference_on_its_defects():
 
     exact = run_cases(xt, smooth_l1=f, huber=h, gradients="autodiff")
     failed = {f.case.id for f in exact.failures}
-    assert failed == {c.id for c in load_cases() if c.torch_differs}
+    # (torch takes no threshold arrays: the extended cases are not run for it)
+    assert failed == {c.id for c in load_cases() if c.torch_differs and not c.extended}
     assert {"f16-overflow", "f32-overflow-before-division", "beta0-nan-float64"} <= failed
     assert run_cases(xt, smooth_l1=f, huber=h, gradients="autodiff", reference="torch").ok
 
@@ -173,6 +174,6 @@ def test_check_command_table_and_json():
         assert rows[(backend, "function")]["status"] == "ok"
         assert rows[(backend, "function")]["failed"] == 0
     if "torch" in installed:
-        assert rows[("torch", "autodiff")]["passed"] == 125
+        assert rows[("torch", "autodiff")]["passed"] == 140
     assert any(r["status"] in {"not installed", "installed, but no CUDA device", "ok"}
                for r in data["rows"] if r["backend"] == "cupy")

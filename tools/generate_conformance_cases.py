@@ -288,6 +288,65 @@ def make_weighted_case(case_id: str, kind: str, param: float, reduction: str, dt
     return case
 
 
+def make_threshold_case(case_id: str, kind: str, param: np.ndarray, reduction: str, dtype: str,
+                        x: np.ndarray, y: np.ndarray, note: str) -> dict[str, Any]:
+    """A case with ``beta``/``delta`` an array (a threshold per element; finite data).
+
+    Expected: each element's exact loss with its own threshold.  torch (which
+    takes a number only): its scalar loss for each distinct threshold, selected
+    element by element (its bits per element), then reduced with torch ops.
+    """
+    tdt = _torch_dtype(dtype)
+    tx = torch.tensor(np.asarray(x, dtype=np.float64)).to(tdt)
+    ty = torch.tensor(np.asarray(y, dtype=np.float64)).to(tdt)
+    tp = torch.tensor(np.asarray(param, dtype=np.float64)).to(tdt)
+    full = tuple(torch.broadcast_shapes(tx.shape, ty.shape, tp.shape))
+    xs, ys = tx.double().expand(full).numpy(), ty.double().expand(full).numpy()
+    ps = tp.double().expand(full).numpy()
+    frac = np.vectorize(Fraction, otypes=[object])
+    d = frac(xs) - frac(ys)
+    elem = np.vectorize(lambda v, q: _exact_elem(kind, v, float(q)), otypes=[object])(d, ps)
+    slope = np.vectorize(lambda v, q: _exact_slope(kind, v, float(q)), otypes=[object])(d, ps)
+    count = math.prod(full)
+    if reduction == "none":
+        loss, norm = elem, Fraction(1)
+    else:
+        norm = Fraction(1, count) if reduction == "mean" else Fraction(1)
+        loss = np.array(elem.sum() * norm, dtype=object)
+    gfull = slope * norm
+    gx = _broadcast_sum(list(gfull.reshape(-1)), full, tuple(tx.shape))
+    gy = _broadcast_sum(list((-gfull).reshape(-1)), full, tuple(ty.shape))
+
+    lx, ly = tx.clone().requires_grad_(), ty.clone().requires_grad_()
+    fn = torch.nn.functional.huber_loss if kind == "huber" else torch.nn.functional.smooth_l1_loss
+    bx, by = torch.broadcast_tensors(lx, ly)
+    bp = tp.expand(full)
+    e = torch.zeros(full, dtype=tdt)
+    for value in torch.unique(tp).tolist():
+        kw = {"delta": value} if kind == "huber" else {"beta": value}
+        e = torch.where(bp == value, fn(bx, by, reduction="none", **kw), e)
+    out = e if reduction == "none" else (e.sum() if reduction == "sum" else e.mean())
+    tgx, tgy = torch.autograd.grad(out, (lx, ly), torch.ones_like(out))
+    return {
+        "id": case_id,
+        "kind": kind,
+        "param": _hex([float(v) for v in tp.double().reshape(-1)]),
+        "param_shape": list(tp.shape),
+        "reduction": reduction,
+        "dtype": dtype,
+        "input_shape": list(tx.shape),
+        "target_shape": list(ty.shape),
+        "input": _hex([float(v) for v in tx.double().reshape(-1)]),
+        "target": _hex([float(v) for v in ty.double().reshape(-1)]),
+        **_results(list(np.asarray(loss).reshape(-1)), list(np.shape(loss)), gx, gy, dtype,
+                   (out, tgx, tgy)),
+        "summed_terms": {"loss": 1 if reduction == "none" else count,
+                         "grad_input": max(count // max(math.prod(tx.shape), 1), 1),
+                         "grad_target": max(count // max(math.prod(ty.shape), 1), 1)},
+        "note": note,
+    }
+
+
 def _exact_diff(a: float, b: float) -> Fraction | float:
     if math.isfinite(a) and math.isfinite(b):
         return Fraction(a) - Fraction(b)
@@ -371,6 +430,25 @@ def cases() -> list[dict[str, Any]]:
                                "weighted_mean", dtype, x3[:, 0], y3[0],
                                np.array([[1.0], [0.0], [2.0]]), (1,), False,
                                "a row whose weights sum to 0 gives NaN"))
+    # beta/delta as arrays: a threshold per feature, per element (beyond torch); their own
+    # generator, so that the cases before and after keep their data
+    trng = np.random.default_rng(20261202)
+    for dtype in ("float32", "float64"):
+        xf, yf = trng.uniform(-3, 3, (6, 4)), trng.uniform(-1, 1, (6, 4))
+        for red in ("none", "mean", "sum"):
+            add(make_threshold_case(f"threshold-per-feature-{red}-{dtype}", "smooth_l1",
+                                    np.array([0.0, 0.25, 1.0, np.inf]), red, dtype, xf, yf,
+                                    "beta per feature: 0 (L1), 1/4, 1, inf (0)"))
+            add(make_threshold_case(f"threshold-huber-per-feature-{red}-{dtype}", "huber",
+                                    np.array([0.5, 1.0, 2.0, np.inf]), red, dtype, xf, yf[0],
+                                    "delta per feature, target broadcast"))
+        add(make_threshold_case(f"threshold-per-element-{dtype}", "smooth_l1",
+                                trng.choice([0.5, 1.0, 1.5, 3.0], (6, 4)), "none", dtype, xf, yf,
+                                "beta per element"))
+    add(make_threshold_case("threshold-f32-overflow-before-division", "smooth_l1",
+                            np.array([1e30, 1.0]), "none", "float32", np.array([1e20, 3.0]),
+                            np.zeros(2), "an array beta keeps the exact value where torch "
+                            "overflows"))
     # torch's defects (torch-parity section 3)
     add(make_case("f32-overflow-before-division", "smooth_l1", 1e30, "none", "float32",
                   np.array([1e20, -1e20]), np.zeros(2), "torch: 0.5*z*z overflows to inf"))

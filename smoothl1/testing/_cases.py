@@ -29,7 +29,7 @@ class Case:
 
     id: str
     kind: str  # "smooth_l1" or "huber"
-    param: float  # beta or delta
+    param: float | np.ndarray  # beta or delta: a number, or a threshold array (beyond torch)
     reduction: str
     dtype: str
     input: np.ndarray
@@ -45,8 +45,9 @@ class Case:
 
     @property
     def extended(self) -> bool:
-        """Whether the case uses ``weight``/``axis``, which torch's losses do not have."""
-        return self.weight is not None or self.axis is not None
+        """Whether the case uses ``weight``/``axis`` or an array threshold (torch has neither)."""
+        return (self.weight is not None or self.axis is not None
+                or isinstance(self.param, np.ndarray))
 
     def keywords(self) -> dict[str, Any]:
         """The ``weight``/``axis``/``keepdims`` keywords of an extended case."""
@@ -83,7 +84,8 @@ def _case(raw: dict[str, Any]) -> Case:
     return Case(
         id=raw["id"],
         kind=raw["kind"],
-        param=float(param),  # "inf" is stored as a string
+        # a number ("inf" is stored as a string), or a threshold array's hex values
+        param=_floats(param, raw["param_shape"]) if "param_shape" in raw else float(param),
         reduction=raw["reduction"],
         dtype=raw["dtype"],
         input=_floats(raw["input"], raw["input_shape"]),
@@ -119,4 +121,4 @@ def load_cases(*, dtypes: tuple[str, ...] | None = None,
     cases = [_case(raw) for raw in _payload()["cases"]]
     return [c for c in cases
             if (dtypes is None or c.dtype in dtypes) and (kinds is None or c.kind in kinds)
-            and not math.isnan(c.param)]
+            and not (isinstance(c.param, float) and math.isnan(c.param))]

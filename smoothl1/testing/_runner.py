@@ -105,12 +105,13 @@ def _supports(xp: ModuleType, dtype: str, device: Any) -> str:
     return ""
 
 
-def _autodiff(xp: ModuleType, fn: LossFn, x: Any, y: Any, case: Case) -> tuple[Any, Any, Any]:
+def _autodiff(xp: ModuleType, fn: LossFn, x: Any, y: Any, case: Case,
+              param: Any) -> tuple[Any, Any, Any]:
     """The loss and its gradients through the framework's own autodiff."""
     autodiff = _backends.library_of(xp).autodiff
     if autodiff is None:
         raise TypeError(f"gradients='autodiff' needs torch or JAX arrays, not {xp.__name__}")
-    return autodiff(lambda a, b: fn(a, b, case.param, case.reduction), x, y)
+    return autodiff(lambda a, b: fn(a, b, param, case.reduction), x, y)
 
 
 def run_cases(
@@ -203,6 +204,9 @@ def _run_one(xp: ModuleType, device: Any, case: Case, loss_fn: LossFn, grad_fn: 
     kw = case.keywords()
     if kw.get("weight") is not None:
         kw["weight"] = _make(xp, case.weight, case.dtype, device)  # type: ignore[arg-type]
+    param: Any = case.param
+    if isinstance(param, np.ndarray):  # a threshold array, in the library under test
+        param = _make(xp, param, case.dtype, device)
     results: dict[str, Any] = {}
     errors: dict[str, str] = {}
     with warnings.catch_warnings():
@@ -210,12 +214,12 @@ def _run_one(xp: ModuleType, device: Any, case: Case, loss_fn: LossFn, grad_fn: 
         try:
             if gradients == "autodiff":
                 results["loss"], results["grad_input"], results["grad_target"] = _autodiff(
-                    xp, functools.partial(loss_fn, **kw), x, y, case)
+                    xp, functools.partial(loss_fn, **kw), x, y, case, param)
             else:
-                results["loss"] = loss_fn(x, y, case.param, case.reduction, **kw)
+                results["loss"] = loss_fn(x, y, param, case.reduction, **kw)
                 if gradients == "function" and grad_fn is not None:
-                    results["grad_input"] = grad_fn(x, y, case.param, case.reduction, **kw)
-                    results["grad_target"] = grad_fn(y, x, case.param, case.reduction, **kw)
+                    results["grad_input"] = grad_fn(x, y, param, case.reduction, **kw)
+                    results["grad_target"] = grad_fn(y, x, param, case.reduction, **kw)
         except Exception as exc:  # the implementation under test raised: a failure
             errors["loss"] = f"raised {type(exc).__name__}: {exc}"
         # lazy libraries compute here; inside the filter for their NaN notes too
