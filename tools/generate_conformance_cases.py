@@ -149,6 +149,13 @@ def _hex(values: list[float]) -> list[str]:
     return [float(v).hex() for v in values]
 
 
+def _inputs(tx: torch.Tensor, ty: torch.Tensor) -> dict[str, Any]:
+    """A case's input and target: shapes and exact values (hex)."""
+    return {"input_shape": list(tx.shape), "target_shape": list(ty.shape),
+            "input": _hex([float(v) for v in tx.double().reshape(-1)]),
+            "target": _hex([float(v) for v in ty.double().reshape(-1)])}
+
+
 def make_case(case_id: str, kind: str, param: float, reduction: str, dtype: str,
               x: np.ndarray, y: np.ndarray, note: str = "") -> dict[str, Any]:
     tdt = _torch_dtype(dtype)
@@ -269,10 +276,7 @@ def make_weighted_case(case_id: str, kind: str, param: float, reduction: str, dt
         "param": param,
         "reduction": reduction,
         "dtype": dtype,
-        "input_shape": list(tx.shape),
-        "target_shape": list(ty.shape),
-        "input": _hex([float(v) for v in tx.double().reshape(-1)]),
-        "target": _hex([float(v) for v in ty.double().reshape(-1)]),
+        **_inputs(tx, ty),
         "axis": None if axis is None else list(axis),
         "keepdims": keepdims,
         **_results(list(np.asarray(loss).reshape(-1)), list(np.shape(loss)), gx, gy, dtype,
@@ -334,10 +338,7 @@ def make_threshold_case(case_id: str, kind: str, param: np.ndarray, reduction: s
         "param_shape": list(tp.shape),
         "reduction": reduction,
         "dtype": dtype,
-        "input_shape": list(tx.shape),
-        "target_shape": list(ty.shape),
-        "input": _hex([float(v) for v in tx.double().reshape(-1)]),
-        "target": _hex([float(v) for v in ty.double().reshape(-1)]),
+        **_inputs(tx, ty),
         **_results(list(np.asarray(loss).reshape(-1)), list(np.shape(loss)), gx, gy, dtype,
                    (out, tgx, tgy)),
         "summed_terms": {"loss": 1 if reduction == "none" else count,

@@ -535,25 +535,24 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
     ``param``: the block of an array threshold (``job.formula.param`` is then NaN).
     """
     xp, f = _XP, job.formula
-    if param is not None:  # the lean forms below: the same bits, fewer passes
+    if param is not None:  # a threshold per element: the lean forms below, the same bits
         f = dataclasses.replace(f, param=param)
-        if job.none_value is not None:
-            v = _losses_per_element(f, d)
-            _write(job.none_value, index, v if w is None else v * w)
-            del v
-            if not (job.reduce or job.grads or job.grad_sum):
-                return None, None
-        return _compute_per_element(job, index, d, w, norm, go, f)
     if job.none_value is not None:
-        z = xp.abs(d)
-        v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
-        del z
+        if param is None:
+            z = xp.abs(d)
+            v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
+            del z
+        else:
+            v = _losses_per_element(f, d)
         _write(job.none_value, index, v if w is None else v * w)
         del v
     if not (job.reduce or job.grads or job.grad_sum):
         return None, None
-    c = _formulas.clamp(xp, f, d)
-    s = _formulas.slope(xp, f, d, c)
+    if param is None:
+        c = _formulas.clamp(xp, f, d)
+        s = _formulas.slope(xp, f, d, c)
+    else:
+        c, s = _clamp_and_slope_per_element(f, d)
     total = weights = None
     if job.reduce:
         total = _formulas.factored_loss(xp, f, d, c, s)
@@ -612,9 +611,8 @@ _TINY_HUGE = {np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32)
               np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
 
 
-def _compute_per_element(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
-                         f: _formulas.Formula) -> tuple[Any, Any]:
-    """:func:`_compute` with a threshold per element, for reductions and gradients.
+def _clamp_and_slope_per_element(f: _formulas.Formula, d: Any) -> tuple[Any, Any]:
+    """The clamp and the slope of a block with a threshold per element.
 
     The slope as ``clip(d / beta, -1, 1)`` (Huber: ``clip(d, -delta, delta)``):
     the bits of :func:`~smoothl1._formulas.derivative` wherever it is not NaN
@@ -622,39 +620,18 @@ def _compute_per_element(job: _Job, index: Index, d: Any, w: Any, norm: Any, go:
     ``d / beta`` itself).  It is NaN for ``0 / 0`` (``d = beta = 0``) and
     ``inf / inf``, where the derivative is ``sign(d)``, put back only in blocks
     that have such elements; invalid thresholds were made NaN first, so they stay
-    NaN.  A few passes over the block instead of the branch selection's dozen:
-    about what a weight costs.
+    NaN.  A few passes over the block instead of the branch selection's dozen.
     """
-    huber = f.kind == "huber"
     p = _valid_threshold(f)  # invalid: NaN (a small array for a threshold per feature)
     c = np.minimum(np.maximum(d, -p), p)  # (NumPy's clip is slow with broadcast bounds)
-    if huber:
-        s = c
-    else:
-        s = _XP.clip(d / p, -1.0, 1.0)
-        lost = np.isnan(s)
-        if lost.any():  # 0/0 or inf/inf with a valid threshold and a number d: sign(d)
-            fix = lost & ~np.isnan(d) & ~np.isnan(np.broadcast_to(p, s.shape))
-            np.copyto(s, np.sign(d), where=fix)
-    total = weights = None
-    if job.reduce:
-        total = _formulas.factored_loss(_XP, f, d, c, s)
-        if w is not None:
-            total = total * w
-            if job.reduce_weight:
-                weights = np.broadcast_to(w, total.shape)
-    del d, c
-    if job.grads or job.grad_sum:  # torch's order: norm * derivative * grad_output
-        g = s if isinstance(norm, float) and norm == 1.0 else norm * s
-        if w is not None:
-            g = g * w
-        if go is not None:
-            g = g * go
-        for out, sign in job.grads:
-            _write(out, index, g, sign)
-        if job.grad_sum:
-            total = g
-    return total, weights
+    if f.kind == "huber":
+        return c, c
+    s = _XP.clip(d / p, -1.0, 1.0)
+    lost = np.isnan(s)
+    if lost.any():  # 0/0 or inf/inf with a valid threshold and a number d: sign(d)
+        fix = lost & ~np.isnan(d) & ~np.isnan(np.broadcast_to(p, s.shape))
+        np.copyto(s, np.sign(d), where=fix)
+    return c, s
 
 
 class _Sink:
