@@ -39,8 +39,8 @@ evaluated in torch's order, per element.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -70,7 +70,10 @@ GROUP = 128
 
 _ALL = slice(None)
 
-_BITS = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
+#: The dtypes :func:`_where` selects by bits.  (NumPy's own ``where`` is branch-free
+#: for 8-byte elements: 6.5-8.6 us for 14336 float64 elements against the bits'
+#: 11.6-13 us; for float32 it branches, 18-39 us against 12-13 for 28672.)
+_BITS: dict[Any, Any] = {np.dtype(np.float32): np.uint32}
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
@@ -79,7 +82,7 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
     NumPy's ``where`` branches on every element: with an unpredictable mask, as a
     loss's branch mask is, that costs 3-5 ns per element.  Selecting the bit
     patterns, ``b ^ ((a ^ b) & mask)``, gives the same bits (NaN payloads, signed
-    zeros) in about 0.5 ns.
+    zeros) in about 0.5 ns.  float64 goes to NumPy's ``where``, branch-free there.
     """
     bits = _BITS.get(getattr(a, "dtype", None))
     if (bits is None or type(a) is not np.ndarray or type(b) is not np.ndarray
@@ -450,7 +453,7 @@ class Totals:
 class _Operand:
     """An operand in a layout: its view, which merged axes it repeats, how to read it."""
 
-    __slots__ = ("broadcast", "load", "view")
+    __slots__ = ("broadcast", "load", "rows", "tile", "view")
 
     load: Callable[[Any], Any]
 
@@ -459,6 +462,8 @@ class _Operand:
 
         ``lay=None``: ``a`` is used as it is (the small-call lane).
         """
+        self.rows = False  # whether blocks of rows get it repeated (see take)
+        self.tile: np.ndarray | None = None
         if lay is None:
             self.view, self.broadcast, self.load = a, None, _identity
             return
@@ -466,13 +471,34 @@ class _Operand:
         full = tuple(n == m for n, m in zip(self.view.shape, lay.shape, strict=True))
         self.broadcast = None if all(full) else tuple(not f for f in full)
         self.load = _loader(a, work)
+        # One row repeated over the rows of a two-axis layout (a weight, a threshold
+        # or a target per feature): NumPy runs a broadcast operation's inner loop
+        # once per row, about twice the time of the same operation on contiguous
+        # arrays, so blocks of rows get the row repeated into a contiguous block,
+        # made once and shared by every block and thread (read only).
+        self.rows = (len(full) == 2 and not full[0] and full[1] and lay.shape[0] > 1
+                     and lay.shape[1] <= _SHORT_ROW)
 
     def take(self, index: Index) -> Any:
         if self.broadcast is None:
             return self.load(self.view[index])
+        if self.rows and len(index) == 1 and index[0].start is not None:  # rows a:b
+            k = index[0].stop - index[0].start
+            tile = self.tile  # one read: another thread may replace it
+            if tile is None or tile.shape[0] < k:
+                tile = np.ascontiguousarray(np.broadcast_to(self.load(self.view),
+                                                            (k, self.view.shape[1])))
+                tile.flags.writeable = False
+                self.tile = tile
+            return tile[:k]
         return self.load(self.view[tuple(
             (0 if type(i) is int else _ALL) if b else i
             for i, b in zip(index, self.broadcast, strict=False))])
+
+
+#: Row length up to which an operand per feature is repeated into contiguous blocks
+#: of rows (:class:`_Operand`); longer rows run NumPy's inner loops at full speed.
+_SHORT_ROW = 1024
 
 
 Scalar = float | int | None
@@ -494,6 +520,15 @@ class _Job:
     grads: tuple[tuple[np.ndarray, int], ...]  # elementwise gradients: (out, sign)
     grad_sum: bool  # reduce the gradient itself (a broadcast argument's gradient)
     param: _Operand | None = None  # an array threshold, streamed like the weight
+    #: for a threshold checked once per call, what its blocks use besides it
+    #: (:func:`_threshold_aux`); else None
+    param_aux: _Operand | None = None
+    #: ``1 / param``, for a value-only reduction with a threshold checked once per
+    #: call that has no element 0, inf or so small that its inverse is inf; else None
+    param_inv: _Operand | None = None
+    #: whether the threshold has 0 or inf (Smooth L1), for one checked once per call;
+    #: None: each block checks its own (a threshold per element)
+    param_special: bool | None = None
 
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
@@ -503,44 +538,51 @@ class _Job:
             w.take(index) if isinstance(w, _Operand) else w,
             norm.take(index) if isinstance(norm, _Operand) else norm,
             go.take(index) if isinstance(go, _Operand) else go,
-            None if self.param is None else self.param.take(index))
+            None if self.param is None else self.param.take(index),
+            None if self.param_aux is None else self.param_aux.take(index),
+            None if self.param_inv is None else self.param_inv.take(index))
 
 
 def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
-             param: Any = None) -> tuple[Any, Any]:
+             param: Any = None, aux: Any = None, inv: Any = None) -> tuple[Any, Any]:
     """The math of one block of ``d = input - target`` (the formulas, in torch's order).
 
     Writes the elementwise results of ``index``; returns ``(losses, weights)``
     to reduce (the gradient itself for a broadcast argument's gradient).
-    ``param``: the block of an array threshold (``job.formula.param`` is then NaN).
+    ``param``: the block of an array threshold (``job.formula.param`` is then NaN),
+    ``aux`` what :func:`_threshold_aux` made of it and ``inv`` its inverse, when
+    the job has them.
     """
     xp, f = _XP, job.formula
-    if param is not None:  # a threshold per element: the lean forms below, the same bits
-        f = dataclasses.replace(f, param=param)
+    special = job.param_special
+    if param is not None and special is None:  # a threshold per element: checked here
+        param, special = _checked_threshold(f.kind, param)
     if job.none_value is not None:
         if param is None:
             z = xp.abs(d)
             v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
             del z
         else:
-            v = _losses_per_element(f, d)
+            v = _losses_per_element(f.kind, param, d, None if f.kind == "huber" else aux)
         _write(job.none_value, index, v if w is None else v * w)
         del v
     if not (job.reduce or job.grads or job.grad_sum):
         return None, None
+    total = weights = None
     if param is None:
         c = _formulas.clamp(xp, f, d)
         s = _formulas.slope(xp, f, d, c)
-    else:
-        c, s = _clamp_and_slope_per_element(f, d)
-    total = weights = None
-    if job.reduce:
-        total = _formulas.factored_loss(xp, f, d, c, s)
-        if w is not None:
-            total = total * w
-            if job.reduce_weight:
-                weights = np.broadcast_to(w, total.shape)
-    del d, c
+        if job.reduce:
+            total = _formulas.factored_loss(xp, f, d, c, s)
+        del c
+    else:  # the lean forms below, the same bits
+        s, total = _slope_and_losses_per_element(f.kind, param, aux, bool(special), d,
+                                                 job.reduce, inv)
+    if job.reduce and w is not None:
+        total = total * w
+        if job.reduce_weight:
+            weights = np.broadcast_to(w, total.shape)
+    del d
     if job.grads or job.grad_sum:  # torch's order: norm * derivative * grad_output
         g = s if isinstance(norm, float) and norm == 1.0 else norm * s
         del s
@@ -555,34 +597,46 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
     return total, weights
 
 
-def _valid_threshold(f: _formulas.Formula) -> Any:
-    """The threshold block with its invalid elements (negative, NaN; delta 0) made NaN."""
-    p: Any = f.param  # an array here
-    ok = p > 0 if f.kind == "huber" else p >= 0
-    # (valid everywhere, the common case: no copy; a host array, so this test is cheap)
-    return p if ok.all() else np.where(ok, p, np.nan)
+def _checked_threshold(kind: str, p: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A threshold with its invalid elements (negative, NaN; delta 0) made NaN, and a flag.
+
+    The flag says whether a valid element is 0 or inf (Smooth L1), where the
+    slope's ``c / beta`` is ``0 / 0`` or ``inf / inf`` for some ``d``.  The common
+    case (every element in ``(0, inf)``) costs two reductions and no copy.
+    """
+    if p.size == 0:
+        return p, False
+    lo, hi = p.min(), p.max()  # NaN propagates: then the slow way below
+    if lo > 0 and (kind == "huber" or hi < np.inf):
+        return p, False
+    ok = p > 0 if kind == "huber" else p >= 0
+    special = kind != "huber" and bool(((p == 0) | (p == np.inf)).any())
+    return (p if ok.all() else np.where(ok, p, np.nan)), special
 
 
-def _losses_per_element(f: _formulas.Formula, d: Any) -> Any:
+def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None) -> Any:
     """The elementwise losses with a threshold per element: :func:`~smoothl1._formulas.loss`'s bits.
 
     ``where(z < beta, 0.5*z*z / beta, z - 0.5*beta)`` in torch's order, then the
     repair where ``0.5*z*z`` underflowed or overflowed in the quadratic zone (the
     same ``0.5*z*|z/beta|`` as the formula), only in blocks that have such
-    elements.  ``beta = 0`` is ``z - 0`` (every z is linear), ``beta = inf`` is
-    ``0.5*z*z / inf = 0`` (or the repair's 0), invalid thresholds NaN.
+    elements (the extremes of ``0.5*z*z`` tell, without a mask).  ``beta = 0``
+    is ``z - 0`` (every z is linear), ``beta = inf`` is ``0.5*z*z / inf = 0`` (or
+    the repair's 0), invalid thresholds NaN.  ``aux``: :func:`_threshold_aux`
+    of ``p`` (``beta / 2``), when the caller has it.
     """
-    p = _valid_threshold(f)
-    z = np.abs(d)
+    z = np.abs(d)  # (p: invalid elements made NaN)
     quadratic = z < p
-    if f.kind == "huber":
+    if kind == "huber":
         return _where(quadratic, 0.5 * z * z, p * (z - 0.5 * p))
-    half_square = 0.5 * z * z
-    out = _where(quadratic, half_square / p, z - 0.5 * p)
+    half_square = 0.5 * z
+    half_square *= z  # (0.5*z)*z, torch's order
+    out = _where(quadratic, half_square / p, z - (0.5 * p if aux is None else aux))
     tiny, huge = _TINY_HUGE[out.dtype]
-    lost = ((half_square < tiny) | (half_square > huge)) & quadratic
-    if lost.any():
-        np.copyto(out, 0.5 * z * np.abs(z / p), where=lost)
+    if not (half_square.min() >= tiny and half_square.max() <= huge):  # (or a NaN)
+        lost = ((half_square < tiny) | (half_square > huge)) & quadratic
+        if lost.any():
+            np.copyto(out, 0.5 * z * np.abs(z / p), where=lost)
     return out
 
 
@@ -591,27 +645,60 @@ _TINY_HUGE = {np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32)
               np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
 
 
-def _clamp_and_slope_per_element(f: _formulas.Formula, d: Any) -> tuple[Any, Any]:
-    """The clamp and the slope of a block with a threshold per element.
+def _threshold_aux(kind: str, p: np.ndarray) -> np.ndarray:
+    """What blocks use besides a threshold: ``beta / 2`` (Smooth L1), ``-delta`` (Huber)."""
+    return -p if kind == "huber" else 0.5 * p
 
-    The slope as ``clip(d / beta, -1, 1)`` (Huber: ``clip(d, -delta, delta)``):
-    the bits of :func:`~smoothl1._formulas.derivative` wherever it is not NaN
-    (``|d| >= beta`` gives ``|d / beta| >= 1`` exactly, and the quadratic zone is
-    ``d / beta`` itself).  It is NaN for ``0 / 0`` (``d = beta = 0``) and
-    ``inf / inf``, where the derivative is ``sign(d)``, put back only in blocks
-    that have such elements; invalid thresholds were made NaN first, so they stay
-    NaN.  A few passes over the block instead of the branch selection's dozen.
+
+def _slope_and_losses_per_element(kind: str, p: Any, aux: Any, special: bool, d: Any,
+                                  losses: bool, inv: Any = None) -> tuple[Any, Any]:
+    """The slope of a block with a threshold per element, and its losses for a reduction.
+
+    Smooth L1: the slope ``s = clip(d / beta, -1, 1)`` has the bits of
+    :func:`~smoothl1._formulas.derivative` (``|d| >= beta`` gives
+    ``|d / beta| >= 1``, since rounding is monotonic; inside, ``d / beta``
+    itself), and the losses are ``s * (d - (beta/2) * s)``: ``|d| - beta/2``
+    exactly in the linear zone, ``(d/beta) * (d/2)`` within an ulp or two in the
+    quadratic one (the products of :func:`~smoothl1._formulas.factored_loss`),
+    and, as ``|s| <= 1``, finite wherever the loss is.  Five passes over the
+    block, as many as the scalar threshold with a weight takes.  Only
+    ``beta = 0`` and ``beta = inf`` (``special``) give ``0 / 0`` or
+    ``inf / inf``, where the derivative is ``sign(d)``: such blocks put the sign
+    back there and take the losses from the clamp.  Huber: the clamp
+    ``c = min(max(d, -delta), delta)`` is the slope, ``c * (d - c/2)`` the
+    losses.  NaN (``d``, or an invalid threshold made NaN) stays NaN.  ``aux``:
+    :func:`_threshold_aux` of ``p``, when the caller has it.  ``inv``: ``1 / p``
+    for a reduction of the value alone (no slope is returned then): ``d * inv``
+    instead of ``d / p`` gives the losses within an ulp or two more, for a
+    multiplication instead of a division (a float64 division takes several
+    times as long).
     """
-    p = _valid_threshold(f)  # invalid: NaN (a small array for a threshold per feature)
-    c = np.minimum(np.maximum(d, -p), p)  # (NumPy's clip is slow with broadcast bounds)
-    if f.kind == "huber":
-        return c, c
-    s = _XP.clip(d / p, -1.0, 1.0)
+    if kind == "huber":
+        c = np.maximum(d, -p if aux is None else aux)
+        np.minimum(c, p, out=c)  # (NumPy's clip is slow with array bounds)
+        return c, _formulas.factored_loss(_XP, _HUBER, d, c, c) if losses else None
+    s = np.divide(d, p) if inv is None else np.multiply(d, inv)
+    _XP.clip(s, -1.0, 1.0, out=s)
+    if not special:
+        if not losses:
+            return s, None
+        t = np.multiply(0.5 * p if aux is None else aux, s)
+        np.subtract(d, t, out=t)
+        t *= s
+        return s, t
     lost = np.isnan(s)
     if lost.any():  # 0/0 or inf/inf with a valid threshold and a number d: sign(d)
         fix = lost & ~np.isnan(d) & ~np.isnan(np.broadcast_to(p, s.shape))
         np.copyto(s, np.sign(d), where=fix)
-    return c, s
+    if not losses:
+        return s, None
+    c = np.minimum(np.maximum(d, -p), p)
+    return s, _formulas.factored_loss(_XP, _SMOOTH_L1, d, c, s)
+
+
+#: Formulas whose kind is all :func:`~smoothl1._formulas.factored_loss` reads.
+_HUBER = _formulas.formula_for("huber", 1.0, 64)
+_SMOOTH_L1 = _formulas.formula_for("smooth_l1", 1.0, 64)
 
 
 class _Sink:
@@ -781,9 +868,36 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
     products, and the float64 reduction's buffer; a gradient one more.
     """
     live = 8 if job.none_value is not None else 5
-    live += bool(job.grads) + (job.weight is not None) + 2 * (job.param is not None)
+    live += (bool(job.grads) + (job.weight is not None) + 2 * (job.param is not None)
+             + (job.param_aux is not None))
     room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
     return max(1, min(room // live, _LARGEST_TEMPORARY) // itemsize)
+
+
+#: Bytes of the one allocation :func:`_settle_allocator` makes and frees.
+_SETTLE_BYTES = 8 << 20
+_allocator_settled = False
+
+
+def _settle_allocator() -> None:
+    """Have glibc's malloc serve block-sized temporaries from its heap, without trimming it.
+
+    Blocks allocate and free a few temporaries of up to 120 KiB each.  glibc
+    returns the top of its heap to the system when more than its trim threshold
+    is free there (``M_TRIM_THRESHOLD``, 128 KiB by default, and twice the mmap
+    threshold once that has moved), so depending on what the process freed
+    before, every block could get fresh pages: measured, a float32 mean of
+    2^22 elements took 26-28 ms with 11,700 page faults per call in such a
+    process, and 4.7 ms with 190 in the same process after this.  Freeing one
+    8 MiB chunk that glibc mapped raises its mmap threshold to that size and
+    the trim threshold to twice it (mallopt(3), "dynamic mmap threshold"), the
+    state any program reaches once it has freed a mid-sized array.  Once per
+    process; elsewhere than glibc the allocation is just freed.
+    """
+    global _allocator_settled
+    _allocator_settled = True
+    if sys.platform.startswith("linux"):
+        np.empty(_SETTLE_BYTES, np.uint8)  # allocated (mapped, untouched) and freed
 
 
 def _threads_for(n: int) -> int:
@@ -869,6 +983,8 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     n = math.prod(loss_shape)
     if n == 0:
         return None  # the general path knows what empty arrays give
+    if not _allocator_settled:
+        _settle_allocator()
     f = call.formula
     work: type = np.float64 if f.bits == 64 else np.float32
     ndim = len(loss_shape)
@@ -880,9 +996,19 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     w_aligned = None
     if weight is not None and not isinstance(weight, (int, float)):
         w_aligned = _aligned(weight.bits if isinstance(weight, BF16) else weight, ndim)
-    p_aligned = None
+    p_aligned = p_aux = p_special = p_inv = None
     if param is not None:
         p_aligned = _aligned(param.bits if isinstance(param, BF16) else param, ndim)
+        if p_aligned.size <= n // _CHECK_ONCE:  # per feature, per row: checked once here
+            p_aligned, p_special = _checked_threshold(f.kind, _loader(param, work)(p_aligned))
+            p_aux = _threshold_aux(f.kind, p_aligned)
+            if (f.kind != "huber" and not p_special and not grads and want_value
+                    and req.reduction != "none"):
+                with np.errstate(all="ignore"):
+                    p_inv = 1 / p_aligned
+                if np.isinf(p_inv).any():  # a threshold below 1/max: divide instead
+                    p_inv = None
+            param = p_aligned  # now in the working precision
     go_aligned = None
     if grad_output is not None and not isinstance(grad_output, (int, float)):
         g = grad_output.bits if isinstance(grad_output, BF16) else grad_output
@@ -908,7 +1034,10 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
                 "norm": (factor if factor is None or isinstance(factor, float)
                          else _Operand(_aligned(factor, ndim), lay, work)),
                 "grad_output": op(grad_output, go_aligned),
-                "param": None if param is None else op(param, p_aligned)}
+                "param": None if param is None else op(param, p_aligned),
+                "param_aux": None if p_aux is None else _Operand(p_aux, lay, work),
+                "param_inv": None if p_inv is None else _Operand(p_inv, lay, work),
+                "param_special": p_special}
 
     elementwise = [gs for gs in grads if gs.shape == loss_shape]
     summed = [gs for gs in grads if gs.shape != loss_shape]
@@ -957,6 +1086,10 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         results[id(gs)] = grad.reshape(gs.shape)
     return result, [results[id(gs)] for gs in grads]
 
+
+#: A threshold at least this many times smaller than the loss is checked (and
+#: negated, for the clamp) once per call instead of block by block.
+_CHECK_ONCE = 16
 
 _PLAIN = (np.dtype(np.float32), np.dtype(np.float64))
 #: Units the small-call lane takes as one block: within one group (so that the sum

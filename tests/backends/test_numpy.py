@@ -391,7 +391,8 @@ def _peak(fn):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("form", ["mean", "weighted mean", "axis -1", "axis 0", "broadcast",
-                                  "float16", "strided"])
+                                  "float16", "strided", "beta per feature",
+                                  "weight per feature"])
 def test_reduced_forms_allocate_under_1_mib(threads, form):
     """Traced peak of reduced losses over 2**21 elements (8 MiB per float32 input)."""
     rng = np.random.default_rng(10)
@@ -406,6 +407,8 @@ def test_reduced_forms_allocate_under_1_mib(threads, form):
         "broadcast": lambda: smoothl1.smooth_l1(x, y[0], weight=w[:, :1]),
         "float16": lambda: smoothl1.smooth_l1(x16, y16),
         "strided": lambda: smoothl1.smooth_l1(x[:, ::2], y[:, ::2]),
+        "beta per feature": lambda: smoothl1.smooth_l1_value_and_grad(x, y, beta=w[0] + 0.5),
+        "weight per feature": lambda: smoothl1.smooth_l1(x, y, weight=w[0]),
     }
     x16, y16 = x.astype(np.float16), y.astype(np.float16)
     smoothl1.set_num_threads(threads)
@@ -415,7 +418,8 @@ def test_reduced_forms_allocate_under_1_mib(threads, form):
             peak = _peak(calls[form])
     finally:
         smoothl1.set_num_threads(1)
-    extra = x.size * 4 // 64 if form == "axis -1" else 0  # the result itself
+    extra = {"axis -1": x.size * 4 // 64,  # the result itself
+             "beta per feature": x.nbytes}.get(form, 0)  # (value_and_grad: the gradient)
     assert peak < (1 << 20) + extra, peak
 
 
@@ -431,3 +435,50 @@ def test_elementwise_results_allocate_the_result_and_under_1_mib_more(form):
     peak = _peak(calls[form])
     result = x.nbytes + (x.nbytes // 64 if form.endswith("axis") else 0)
     assert peak < result + (1 << 20), peak - result
+
+
+_MALLINFO = """
+import ctypes
+import numpy as np
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+
+def mapped(nbytes):  # whether malloc maps an allocation of nbytes afresh
+    before = libc.mallinfo2().hblks
+    a = np.empty(nbytes, np.uint8)
+    return libc.mallinfo2().hblks - before
+"""
+
+
+def test_blocks_leave_glibc_serving_mid_sized_temporaries_from_its_heap():
+    """After the first blocked call, glibc's mmap and trim thresholds are high enough that
+    block temporaries are neither mapped afresh nor trimmed away at every block."""
+    import ctypes.util
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux") or "libc.so.6" not in str(
+            ctypes.util.find_library("c")):
+        pytest.skip("glibc's malloc only")
+    code = _MALLINFO + """
+import smoothl1
+x = np.ones(1 << 20, np.float32)  # kept: nothing mid-sized is freed before the call
+y = np.full(1 << 20, 2.0, np.float32)
+assert mapped(4 << 20) == 1, "the default thresholds map 4 MiB"
+smoothl1.smooth_l1(x, y)  # a blocked call
+print(mapped(6 << 20))
+"""
+    try:
+        ctypes.CDLL("libc.so.6").mallinfo2  # noqa: B018 (glibc >= 2.33)
+    except AttributeError:
+        pytest.skip("no mallinfo2 (glibc < 2.33)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"], out.stdout
