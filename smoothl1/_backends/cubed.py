@@ -19,7 +19,7 @@ chunk and a few hundred KiB more: what cubed's plan counts.
 - ``value_and_grad``: two operations over the same chunks (cubed has no
   two-output map), so the inputs are read twice.
 
-A weight of a smaller shape is broadcast to the input's chunks.  What this
+A weight or an array threshold of a smaller shape is broadcast to the input's chunks.  What this
 module does not take goes the general path: inputs whose shapes or chunks
 differ (broadcasting), array cotangents of
 reduced losses, ``weighted_mean`` gradients with an array weight (their
@@ -56,11 +56,14 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a.shape == b.shape and a.chunks == b.chunks)
 
 
-def _applies(call: Call, input: Any, target: Any, weight: object, grad_output: object) -> bool:
+def _applies(call: Call, input: Any, target: Any, weight: object, grad_output: object,
+             param: object = None) -> bool:
     req = call.req
-    if call.param == "array" or not (isinstance(input, cubed.Array)
-                                     and isinstance(target, cubed.Array)):
+    if not (isinstance(input, cubed.Array) and isinstance(target, cubed.Array)):
         return False
+    if call.param == "array" and not (isinstance(param, cubed.Array)
+                                      and param.dtype in _DTYPES):
+        return False  # (broadcast to the input's chunks, as a smaller weight)
     if input.dtype not in _DTYPES or target.dtype not in _DTYPES or input.size == 0:
         return False
     if not _same(input, target) or not _numpy_chunks():
@@ -87,19 +90,21 @@ def _number(weight: object) -> float:
 
 
 def _task(x: np.ndarray, y: np.ndarray, *arrays: np.ndarray, req: Request,
-          chunked: tuple[bool, bool], numbers: tuple[Any, Any], norm: Any,
+          chunked: tuple[bool, bool, bool], numbers: tuple[Any, Any, Any], norm: Any,
           out_dtype: Any) -> np.ndarray:
     """One chunk: its losses, its float64 total (``(1,)*ndim``), or its gradient.
 
-    ``chunked`` says whether weight and cotangent come as chunks (in ``arrays``)
-    or as the numbers (or ``None``) in ``numbers``.
+    ``chunked`` says whether weight, cotangent and an array threshold come as
+    chunks (in ``arrays``) or as the numbers (or ``None``) in ``numbers``.
     """
     it = iter(arrays)
-    w, go = (next(it) if c else number for c, number in zip(chunked, numbers, strict=True))
-    call = validate(dataclasses.replace(req, keepdims=True), x, y, w, go, warn=False)
+    w, go, param = (next(it) if c else number
+                    for c, number in zip(chunked, numbers, strict=True))
+    call = validate(dataclasses.replace(req, keepdims=True), x, y, w, go, warn=False,
+                    param=param)
     grads = (blocks.GradSpec(1, x.shape, x.dtype),) if req.grad else ()
     found = blocks.run(call, x, y, w, go, out_dtype=out_dtype, grads=grads, threads=1,
-                       norm=norm if req.grad else None, raw=True)
+                       norm=norm if req.grad else None, raw=True, param=param)
     assert found is not None  # chunks are never empty here
     value, gs = found
     if req.grad:
@@ -110,11 +115,11 @@ def _task(x: np.ndarray, y: np.ndarray, *arrays: np.ndarray, req: Request,
 
 
 def _map(req: Request, input: Any, target: Any, weight: object, grad_output: object, *,
-         norm: Any, out_dtype: Any, chunks: Any = None, dtype: Any) -> Any:
-    extras = (weight, grad_output)
-    chunked = (not _is_number(weight), not _is_number(grad_output))
+         norm: Any, out_dtype: Any, chunks: Any = None, dtype: Any, param: object) -> Any:
+    extras = (weight, grad_output, param)
+    chunked = (not _is_number(weight), not _is_number(grad_output), param is not None)
     arrays = [a for a, c in zip(extras, chunked, strict=True) if c]
-    numbers = (None if chunked[0] else weight, None if chunked[1] else grad_output)
+    numbers = (None if chunked[0] else weight, None if chunked[1] else grad_output, None)
     task = partial(_task, req=req, chunked=chunked, numbers=numbers, norm=norm,
                    out_dtype=out_dtype)
     return cubed.map_blocks(task, input, target, *arrays, dtype=dtype, chunks=chunks)
@@ -124,23 +129,26 @@ def evaluate(req: Request, input: Any, target: Any, weight: object,
              grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as lazy cubed arrays: per chunk where it applies, else the general path."""
     call = validate(req, input, target, weight, grad_output, param=param)
-    if not _applies(call, input, target, weight, grad_output):  # (an array threshold too)
+    if not _applies(call, input, target, weight, grad_output, param):
         return _core.evaluate(call, input, target, weight, grad_output, param=param)
     if isinstance(weight, cubed.Array) and not _same(input, weight):
         # cubed fuses the broadcast into the tasks that read it
         weight = cubed.rechunk(cxp.broadcast_to(weight, input.shape), input.chunks)
+    if isinstance(param, cubed.Array) and not _same(input, param):
+        param = cubed.rechunk(cxp.broadcast_to(param, input.shape), input.chunks)
     out_dtype = np.result_type(input.dtype, target.dtype)
     reduced = call.reduced_axes
     count = call.count if call.count is not None else int(input.size)
     value = grad = None
     if req.value and req.reduction == "none":
         value = _map(dataclasses.replace(req, grad=False), input, target, weight, None,
-                     norm=None, out_dtype=out_dtype, dtype=out_dtype)
+                     norm=None, out_dtype=out_dtype, dtype=out_dtype, param=param)
     elif req.value:
         # a chunk's totals: length 1 along the reduced axes, the chunk's own along the others
         chunks = tuple((1,) * len(c) if i in reduced else c for i, c in enumerate(input.chunks))
         parts = _map(dataclasses.replace(req, grad=False), input, target, weight, None,
-                     norm=None, out_dtype=out_dtype, chunks=chunks, dtype=np.float64)
+                     norm=None, out_dtype=out_dtype, chunks=chunks, dtype=np.float64,
+                     param=param)
         total = cxp.sum(parts, axis=reduced, keepdims=True, dtype=cxp.float64)
         if req.reduction == "mean":
             total = total / count  # float64 over an exact count
@@ -163,5 +171,5 @@ def evaluate(req: Request, input: Any, target: Any, weight: object,
             total_weight = _number(weight) * count
             norm = 1.0 / total_weight if total_weight else float("nan")
         grad = _map(dataclasses.replace(req, value=False), input, target, weight, grad_output,
-                    norm=norm, out_dtype=out_dtype, dtype=input.dtype)
+                    norm=norm, out_dtype=out_dtype, dtype=input.dtype, param=param)
     return value, grad

@@ -26,7 +26,8 @@ reductions and ``'none'``.  What this module does not take goes the general path
 a gradient with respect to a broadcast ``input`` (it is a sum over chunks of
 another shape), unknown sizes with per-axis reductions or broadcasting, and
 chunks that are not plain NumPy arrays (CuPy must stay on its device; masked
-chunks keep their masks there).
+chunks keep their masks there).  An array ``beta``/``delta`` is one more
+operand whose chunks meet the others' (per feature, per element).
 """
 
 from __future__ import annotations
@@ -70,12 +71,15 @@ def _unknown(a: object) -> bool:
 
 
 def _applies(call: Call, input: Any, target: Any, weight: object,
-             grad_output: object) -> bool:
+             grad_output: object, param: object = None) -> bool:
     req = call.req
-    if call.param == "array" or not (_plain(input) and _plain(target)):
+    if not (_plain(input) and _plain(target)):
         return False
     if input.dtype not in _DTYPES or target.dtype not in _DTYPES:
         return False
+    if call.param == "array" and not (
+            _plain(param) and getattr(param, "dtype", None) in _DTYPES and not _unknown(param)):
+        return False  # (a NumPy threshold was refused with dask inputs)
     for extra in (weight, grad_output):
         if not (extra is None or isinstance(extra, (int, float)) or _plain(extra)
                 or isinstance(extra, np.ndarray)):
@@ -127,9 +131,10 @@ def _task(*chunks: Any, req: Request, layout: tuple[tuple[bool, ...] | None, ...
           numbers: tuple[Any, ...], norm: Any, reduced: tuple[int, ...]) -> tuple[Any, Any]:
     """One task: ``(totals or losses or None, gradient or None)`` of the chunks that meet.
 
-    ``layout`` says, for input, target, weight, cotangent and the per-output
-    gradient factor, where each array chunk had its length-1 axes (None: the
-    value is a number in ``numbers``).
+    ``layout`` says, for input, target, weight, cotangent, the per-output
+    gradient factor and an array threshold, where each array chunk had its
+    length-1 axes (None: the value is a number in ``numbers``; the threshold
+    then is the request's own).
     """
     if any(isinstance(c, np.ma.MaskedArray) for c in chunks):
         # Only a dask array's meta says it is masked before compute, and reading
@@ -140,8 +145,8 @@ def _task(*chunks: Any, req: Request, layout: tuple[tuple[bool, ...] | None, ...
             "asarray=False) or map_blocks(..., meta=np.ma.masked_array([]))), "
             "or pass the mask as weight= with reduction='weighted_mean'")
     it = iter(chunks)
-    x, y, w, go, factor = (_restore(next(it), ones) if ones is not None else number
-                           for ones, number in zip(layout, numbers, strict=True))
+    x, y, w, go, factor, param = (_restore(next(it), ones) if ones is not None else number
+                                  for ones, number in zip(layout, numbers, strict=True))
     if factor is None:
         factor = norm  # the gradient's factor is a number
     if np.size(x) == 0 or np.size(y) == 0:  # a chunk emptied by masking
@@ -152,10 +157,10 @@ def _task(*chunks: Any, req: Request, layout: tuple[tuple[bool, ...] | None, ...
                 np.zeros(np.shape(x), x.dtype) if req.grad else None)
     # the chunk's cotangent comes with the reduced axes kept (as length 1)
     call = validate(dataclasses.replace(req, keepdims=True), x, y, w, go if req.grad else None,
-                    warn=False)
+                    warn=False, param=param)
     grads = (blocks.GradSpec(1, x.shape, x.dtype),) if req.grad else ()
     found = blocks.run(call, x, y, w, go, out_dtype=np.result_type(x, y), grads=grads,
-                       threads=1, norm=factor if req.grad else None, raw=True)
+                       threads=1, norm=factor if req.grad else None, raw=True, param=param)
     assert found is not None
     value, gs = found
     return value, (gs[0] if gs else None)
@@ -173,7 +178,7 @@ def evaluate(req: Request, input: Any, target: Any, weight: object,
              grad_output: object = None, param: object = None) -> tuple[Any, Any]:
     """``(loss, grad)`` as lazy dask arrays: per chunk where that applies, else the general path."""
     call = validate(req, input, target, weight, grad_output, param=param)
-    if not _applies(call, input, target, weight, grad_output):  # (an array threshold too)
+    if not _applies(call, input, target, weight, grad_output, param):
         return _core.evaluate(call, input, target, weight, grad_output, param=param)
     ndim = len(call.loss_shape)
     out_dtype = np.result_type(input.dtype, target.dtype)
@@ -210,7 +215,7 @@ def evaluate(req: Request, input: Any, target: Any, weight: object,
     args: list[Any] = []
     layout: list[tuple[bool, ...] | None] = []
     numbers: list[Any] = []
-    for a in (input, target, weight, go, factor_array):
+    for a in (input, target, weight, go, factor_array, param):
         if a is None or isinstance(a, (int, float)):
             layout.append(None)
             numbers.append(a)

@@ -89,6 +89,41 @@ def test_dask_takes_one_streaming_task_per_chunk(fn, layout, rng):
         assert not any(n.startswith(("abs", "sub", "clip", "minimum")) for n in names), names
 
 
+@pytest.mark.parametrize("threshold", ["per feature", "per feature, other chunks",
+                                       "per element", "per element, other chunks", "0-d"])
+@pytest.mark.parametrize(("reduction", "axis"), [("mean", None), ("sum", 0), ("none", None)])
+@pytest.mark.parametrize("fn", FUNCS, ids=lambda f: f.__name__)
+def test_an_array_threshold_takes_one_task_per_chunk(fn, reduction, axis, threshold, rng):
+    """An array beta/delta is one more operand of the per-chunk tasks: lazy, NumPy's bits."""
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    x = (rng.standard_normal((60, 6)) * 2).astype(np.float32)
+    y = rng.standard_normal((60, 6)).astype(np.float32)
+    per_feature = threshold.startswith("per feature")
+    p = rng.uniform(0.2, 2.0, (6,) if per_feature else (() if threshold == "0-d" else (60, 6)))
+    p = p.astype(np.float32)
+    if per_feature:
+        p[:3] = [0.0, np.inf, -1.0]  # L1, zero loss, invalid (NaN) columns
+    chunks = {"per feature": 3, "per feature, other chunks": 2, "0-d": (),
+              "per element": (25, 3), "per element, other chunks": (7, 6)}[threshold]
+    lx, ly = da.from_array(x, chunks=(25, 3)), da.from_array(y, chunks=(25, 3))
+    lp = da.from_array(p, chunks=chunks)
+    kwargs = {"axis": axis} if axis is not None else {}
+    with dask.config.set(scheduler=no_compute), np.errstate(invalid="ignore"):
+        out = leaves(fn(lx, ly, lp, reduction, **kwargs))
+    expected = leaves(fn(x, y, p, reduction, **kwargs))
+    for o, e in zip(out, expected, strict=True):
+        names = task_names(o)
+        assert "smoothl1-chunk" in names
+        assert not any(n.startswith(("abs", "sub", "clip", "minimum", "divide")) for n in names)
+        got = o.compute(scheduler="threads")
+        assert got.shape == e.shape
+        if o.ndim == x.ndim:  # elementwise: the same blocks, per chunk
+            np.testing.assert_array_equal(got, e)
+        else:  # float64 totals added up in another order
+            np.testing.assert_allclose(got, e, rtol=1e-6, atol=0, equal_nan=True)
+
+
 @pytest.mark.filterwarnings("ignore:Using a target size")
 @pytest.mark.parametrize("layout", ["weighted", "broadcast", "different chunks"])
 @pytest.mark.parametrize(("reduction", "axis"), [("mean", None), ("weighted_mean", 0),

@@ -163,6 +163,38 @@ def test_cubed_takes_one_task_per_chunk_lazily(fn, reduction, axis, weight, dtyp
             np.testing.assert_allclose(got, e, rtol=1e-15 if dtype == "float64" else 5e-7)
 
 
+@pytest.mark.parametrize("threshold", ["per feature", "per element", "per element, other chunks"])
+@pytest.mark.parametrize(("reduction", "axis"), [("mean", None), ("sum", 0), ("none", None)])
+@pytest.mark.parametrize("fn", FUNCS, ids=lambda f: f.__name__)
+def test_cubed_takes_an_array_threshold_per_chunk_lazily(fn, reduction, axis, threshold, rng,
+                                                         monkeypatch):
+    """An array beta/delta is broadcast to the input's chunks, as a smaller weight is."""
+    cubed = pytest.importorskip("cubed")
+    xp = pytest.importorskip("cubed.array_api")
+    (x, y), (cx, cy) = _cubed_pair(rng, "float32")
+    if threshold == "per feature":
+        p = rng.uniform(0.2, 2.0, x.shape[1]).astype(np.float32)
+        p[:3] = [0.0, np.inf, -1.0]  # L1, zero loss, invalid (NaN) columns
+        cp = xp.asarray(p, chunks=11)
+    else:
+        p = rng.uniform(0.2, 2.0, x.shape).astype(np.float32)
+        cp = xp.asarray(p, chunks=(7, 9) if threshold == "per element" else (10, 40))
+    kwargs = {"axis": axis} if axis is not None else {}
+    with monkeypatch.context() as patch, cubed.raise_if_computes(), np.errstate(invalid="ignore"):
+        patch.setattr(smoothl1._core, "evaluate", _general)
+        out = leaves(fn(cx, cy, cp, reduction, **kwargs))
+    with np.errstate(invalid="ignore"):
+        want = leaves(fn(x, y, p, reduction, **kwargs))
+    for o, e in zip(out, want, strict=True):
+        with np.errstate(invalid="ignore"):
+            got = o.compute()
+        assert got.shape == e.shape
+        if got.shape == x.shape:  # the same blocks, per chunk
+            np.testing.assert_array_equal(got, e)
+        else:  # float64 totals summed in another order
+            np.testing.assert_allclose(got, e, rtol=5e-7, equal_nan=True)
+
+
 @pytest.mark.filterwarnings("ignore:Using a target size")
 def test_cubed_broadcast_inputs_take_the_general_path_lazily(rng):
     cubed = pytest.importorskip("cubed")
