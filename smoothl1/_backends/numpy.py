@@ -533,14 +533,17 @@ class _Job:
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
         w, norm, go = self.weight, self.norm, self.grad_output
-        return _compute(
-            self, index, self.x.take(index) - self.y.take(index),
-            w.take(index) if isinstance(w, _Operand) else w,
-            norm.take(index) if isinstance(norm, _Operand) else norm,
-            go.take(index) if isinstance(go, _Operand) else go,
-            None if self.param is None else self.param.take(index),
-            None if self.param_aux is None else self.param_aux.take(index),
-            None if self.param_inv is None else self.param_inv.take(index))
+        d = self.x.take(index) - self.y.take(index)
+        w = w.take(index) if isinstance(w, _Operand) else w
+        norm = norm.take(index) if isinstance(norm, _Operand) else norm
+        go = go.take(index) if isinstance(go, _Operand) else go
+        if self.param is None:
+            return _compute(self, index, d, w, norm, go)
+        aux = None if self.param_aux is None else self.param_aux.take(index)
+        if self.param_inv is not None:  # (then the threshold itself is not read)
+            inv = self.param_inv.take(index)
+            return _compute(self, index, d, w, norm, go, inv, aux, inv)
+        return _compute(self, index, d, w, norm, go, self.param.take(index), aux)
 
 
 def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
@@ -551,7 +554,8 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
     to reduce (the gradient itself for a broadcast argument's gradient).
     ``param``: the block of an array threshold (``job.formula.param`` is then NaN),
     ``aux`` what :func:`_threshold_aux` made of it and ``inv`` its inverse, when
-    the job has them.
+    the job has them (with ``inv``, only a value-only reduction, ``param`` is
+    not read: it may be ``inv`` itself).
     """
     xp, f = _XP, job.formula
     special = job.param_special
@@ -868,8 +872,10 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
     products, and the float64 reduction's buffer; a gradient one more.
     """
     live = 8 if job.none_value is not None else 5
-    live += (bool(job.grads) + (job.weight is not None) + 2 * (job.param is not None)
-             + (job.param_aux is not None))
+    # a threshold: its block (and, checked block by block, its NaN copy and mask); one
+    # checked once per call replaces a clamp's temporaries with its own slope's
+    live += (bool(job.grads) + (job.weight is not None)
+             + (job.param is not None) * (1 if job.param_special is not None else 3))
     room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
     return max(1, min(room // live, _LARGEST_TEMPORARY) // itemsize)
 
