@@ -318,16 +318,26 @@ def test_a_masked_threshold_masks_the_losses_it_reaches():
     assert value == smoothl1.smooth_l1(x[:, 0], y[:, 0], 0.5)  # column 1 counts nowhere
 
 
+@pytest.mark.parametrize("grad", [True, False], ids=["value and grad", "value"])
+@pytest.mark.parametrize("thresholds", ["every kind", "in (0, inf)"])
 @pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
 @pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
 @pytest.mark.parametrize("library", ["numpy", "torch"])
-def test_the_blocks_give_the_general_paths_bits(library, kind, dtype, rng):
-    """NumPy arrays and CPU tensors stream the threshold through the blocks: same bits."""
+def test_the_blocks_give_the_general_paths_bits(library, kind, dtype, thresholds, grad, rng):
+    """NumPy arrays and CPU tensors stream the threshold through the blocks: same bits.
+
+    "in (0, inf)": no element needs the sign repair or can overflow 0.5*z*z in the
+    quadratic zone, so the blocks take their leanest forms (and, for a value alone,
+    the threshold's inverse); tiny differences still underflow it.
+    """
     big = {"float16": 6e4, "float32": 3e38, "float64": 1e308}[dtype]
     tiny = {"float16": 1e-7, "float32": 1e-30, "float64": 1e-300}[dtype]
-    d_values = np.array([0.0, -0.0, tiny, -0.3, 0.5, 1.0, -2.5, 1e3, big, -big, np.inf, -np.inf,
-                         np.nan])
+    half_square_overflows = {"float16": 3e4, "float32": 1e30, "float64": 1e200}[dtype]
+    d_values = np.array([0.0, -0.0, tiny, -0.3, 0.5, 1.0, -2.5, 1e3, half_square_overflows, big,
+                         -big, np.inf, -np.inf, np.nan])
     p_values = np.array([0.0, tiny, 0.5, 1.0, 3.0, big, np.inf, -1.0, np.nan])
+    if thresholds == "in (0, inf)":
+        p_values = np.array([tiny, 0.1, 0.5, 1.0, 3.0, 1e3])
     x = rng.choice(d_values, size=(3000, p_values.size)).astype(dtype)
     y = np.zeros_like(x)
     p = p_values.astype(dtype)
@@ -335,17 +345,45 @@ def test_the_blocks_give_the_general_paths_bits(library, kind, dtype, rng):
     X, Y, P = convert(x), convert(y), convert(p)
     for reduction, axis in (("none", None), ("mean", None), ("sum", 0), ("weighted_mean", 1)):
         weight = convert(rng.random(p.size).astype(dtype)) if reduction != "none" else None
-        req = request(kind, kind, 1.0, reduction, axis, False, grad=True)
-        value, grad = _backends.evaluate(req, X, Y, weight, None, param=P)
+        req = request(kind, kind, 1.0, reduction, axis, False, grad=grad)
+        value, g = _backends.evaluate(req, X, Y, weight, None, param=P)
         call = validate(req, x, y, None if weight is None else to_numpy(weight), None, param=p)
         want_value, want_grad = _core.evaluate(call, x, y, None if weight is None else
                                                to_numpy(weight), None, param=p)
-        np.testing.assert_array_equal(to_numpy(grad), want_grad, err_msg=reduction)
+        if grad:
+            np.testing.assert_array_equal(to_numpy(g), want_grad, err_msg=reduction)
         if reduction == "none":
             np.testing.assert_array_equal(to_numpy(value), want_value)
-        else:  # float64 totals in blocks, the library's sum on the general path
+        else:  # float64 totals of the elementwise losses (the general path's float32
+            # sums overflow where a float64 total does not): against that, rounded
+            # (elementwise in the working precision: float32 for float16)
+            none = request(kind, kind, 1.0, "none", None, False)
+            xw, yw, pw = (a.astype(np.float32) if dtype == "float16" else a for a in (x, y, p))
+            losses = _core.evaluate(validate(none, xw, yw, None, None, param=pw), xw, yw, None,
+                                    None, param=pw)[0].astype(np.float64)
+            w64 = to_numpy(weight).astype(np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                weighted = losses * w64
+                want_value = (weighted.mean() if reduction == "mean" else
+                              weighted.sum(axis=0) if reduction == "sum" else
+                              weighted.sum(axis=1) / w64.sum()).astype(dtype)
             np.testing.assert_allclose(to_numpy(value), want_value, rtol=2e-3 if
                                        dtype == "float16" else 1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_huge_thresholds_repair_an_overflowing_half_square_in_every_block(dtype, rng):
+    """Blocks whose 0.5*z*z overflows below a huge beta (and has no zero that would send
+    them to the element-by-element test anyway) get the scalar formula's exact value."""
+    huge_beta, z = {"float32": (3e38, 1e30), "float64": (1e308, 1e200)}[dtype]
+    x = rng.choice([z, -z, 2.0, -0.7], size=(20000, 3)).astype(dtype)
+    y = np.zeros_like(x)
+    beta = np.array([huge_beta, 1.0, 0.5], dtype)
+    got = smoothl1.smooth_l1(x, y, beta=beta, reduction="none")
+    for j, b in enumerate(beta):
+        want = smoothl1.smooth_l1(x[:, j], y[:, j], float(b), reduction="none")
+        np.testing.assert_array_equal(got[:, j], want)
+    assert np.isfinite(got).all()
 
 
 @pytest.mark.parametrize("kind", ["smooth_l1", "huber"])

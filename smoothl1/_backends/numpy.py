@@ -70,10 +70,11 @@ GROUP = 128
 
 _ALL = slice(None)
 
-#: The dtypes :func:`_where` selects by bits.  (NumPy's own ``where`` is branch-free
-#: for 8-byte elements: 6.5-8.6 us for 14336 float64 elements against the bits'
-#: 11.6-13 us; for float32 it branches, 18-39 us against 12-13 for 28672.)
-_BITS: dict[Any, Any] = {np.dtype(np.float32): np.uint32}
+#: The dtypes :func:`_where` selects by bits.  (A benchmark that repeats one mask
+#: lets the branch predictor learn it and makes NumPy's ``where`` look branch-free
+#: for float64: in the loss, with masks of new data, the bits make float64
+#: ``'none'`` 1.7x faster.)
+_BITS: dict[Any, Any] = {np.dtype(np.float32): np.uint32, np.dtype(np.float64): np.uint64}
 
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
@@ -82,7 +83,7 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
     NumPy's ``where`` branches on every element: with an unpredictable mask, as a
     loss's branch mask is, that costs 3-5 ns per element.  Selecting the bit
     patterns, ``b ^ ((a ^ b) & mask)``, gives the same bits (NaN payloads, signed
-    zeros) in about 0.5 ns.  float64 goes to NumPy's ``where``, branch-free there.
+    zeros) in about 0.5 ns.
     """
     bits = _BITS.get(getattr(a, "dtype", None))
     if (bits is None or type(a) is not np.ndarray or type(b) is not np.ndarray
@@ -529,6 +530,10 @@ class _Job:
     #: whether the threshold has 0 or inf (Smooth L1), for one checked once per call;
     #: None: each block checks its own (a threshold per element)
     param_special: bool | None = None
+    #: whether 0.5*z*z can overflow where z < the threshold (Smooth L1: an element
+    #: above sqrt(2 * largest)), for one checked once per call; None: each block tells
+    param_big: bool | None = None
+    aux_clamps: bool = False  # param_aux is Huber's -delta (else beta/2, delta/2)
 
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
@@ -567,7 +572,8 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
             v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
             del z
         else:
-            v = _losses_per_element(f.kind, param, d, None if f.kind == "huber" else aux)
+            v = _losses_per_element(f.kind, param, d, None if job.aux_clamps else aux,
+                                    job.param_big is not False)
         _write(job.none_value, index, v if w is None else v * w)
         del v
     if not (job.reduce or job.grads or job.grad_sum):
@@ -618,7 +624,7 @@ def _checked_threshold(kind: str, p: np.ndarray) -> tuple[np.ndarray, bool]:
     return (p if ok.all() else np.where(ok, p, np.nan)), special
 
 
-def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None) -> Any:
+def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None, big: bool = True) -> Any:
     """The elementwise losses with a threshold per element: :func:`~smoothl1._formulas.loss`'s bits.
 
     ``where(z < beta, 0.5*z*z / beta, z - 0.5*beta)`` in torch's order, then the
@@ -627,17 +633,19 @@ def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None) -> Any:
     elements (the extremes of ``0.5*z*z`` tell, without a mask).  ``beta = 0``
     is ``z - 0`` (every z is linear), ``beta = inf`` is ``0.5*z*z / inf = 0`` (or
     the repair's 0), invalid thresholds NaN.  ``aux``: :func:`_threshold_aux`
-    of ``p`` (``beta / 2``), when the caller has it.
+    of ``p`` (``beta / 2``), when the caller has it; ``big=False``: the caller
+    knows that no threshold is above ``sqrt(2 * largest)``, so ``0.5*z*z`` cannot
+    overflow in the quadratic zone (one reduction less).
     """
     z = np.abs(d)  # (p: invalid elements made NaN)
     quadratic = z < p
     if kind == "huber":
-        return _where(quadratic, 0.5 * z * z, p * (z - 0.5 * p))
+        return _where(quadratic, 0.5 * z * z, p * (z - (0.5 * p if aux is None else aux)))
     half_square = 0.5 * z
     half_square *= z  # (0.5*z)*z, torch's order
     out = _where(quadratic, half_square / p, z - (0.5 * p if aux is None else aux))
     tiny, huge = _TINY_HUGE[out.dtype]
-    if not (half_square.min() >= tiny and half_square.max() <= huge):  # (or a NaN)
+    if not (half_square.min() >= tiny and (not big or half_square.max() <= huge)):  # or NaN
         lost = ((half_square < tiny) | (half_square > huge)) & quadratic
         if lost.any():
             np.copyto(out, 0.5 * z * np.abs(z / p), where=lost)
@@ -649,9 +657,13 @@ _TINY_HUGE = {np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32)
               np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
 
 
-def _threshold_aux(kind: str, p: np.ndarray) -> np.ndarray:
-    """What blocks use besides a threshold: ``beta / 2`` (Smooth L1), ``-delta`` (Huber)."""
-    return -p if kind == "huber" else 0.5 * p
+def _threshold_aux(kind: str, p: np.ndarray, clamp: bool) -> np.ndarray:
+    """What blocks use besides a threshold.
+
+    ``beta / 2`` (Smooth L1); Huber's ``-delta`` for a job that clamps
+    (reductions, gradients), else ``delta / 2``.
+    """
+    return -p if kind == "huber" and clamp else 0.5 * p
 
 
 def _slope_and_losses_per_element(kind: str, p: Any, aux: Any, special: bool, d: Any,
@@ -1002,12 +1014,15 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     w_aligned = None
     if weight is not None and not isinstance(weight, (int, float)):
         w_aligned = _aligned(weight.bits if isinstance(weight, BF16) else weight, ndim)
-    p_aligned = p_aux = p_special = p_inv = None
+    p_aligned = p_aux = p_special = p_inv = p_big = None
+    aux_clamps = False
     if param is not None:
         p_aligned = _aligned(param.bits if isinstance(param, BF16) else param, ndim)
         if p_aligned.size <= n // _CHECK_ONCE:  # per feature, per row: checked once here
             p_aligned, p_special = _checked_threshold(f.kind, _loader(param, work)(p_aligned))
-            p_aux = _threshold_aux(f.kind, p_aligned)
+            p_big = bool((p_aligned > _formulas._SQRT_2HUGE[f.bits]).any())
+            aux_clamps = f.kind == "huber" and bool(grads or req.reduction != "none")
+            p_aux = _threshold_aux(f.kind, p_aligned, aux_clamps)
             if (f.kind != "huber" and not p_special and not grads and want_value
                     and req.reduction != "none"):
                 with np.errstate(all="ignore"):
@@ -1043,7 +1058,7 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
                 "param": None if param is None else op(param, p_aligned),
                 "param_aux": None if p_aux is None else _Operand(p_aux, lay, work),
                 "param_inv": None if p_inv is None else _Operand(p_inv, lay, work),
-                "param_special": p_special}
+                "param_special": p_special, "param_big": p_big, "aux_clamps": aux_clamps}
 
     elementwise = [gs for gs in grads if gs.shape == loss_shape]
     summed = [gs for gs in grads if gs.shape != loss_shape]
