@@ -11,7 +11,10 @@ neighbour slows all alike), by:
   ``F.huber_loss``, with ``reduction='none'`` then ``.mean(axis)`` where torch
   has no per-axis reduction), with autograd for the gradient forms;
 - the plain array-API formula a user would write (``where``, then the
-  reduction), on NumPy.
+  reduction), on NumPy;
+- for a threshold per feature, smoothl1 again with that array as a weight and
+  the number ``BETA`` as the threshold ("... weight instead"), in the same
+  round robin, for the table of paired ratios (:func:`threshold_table`).
 
 Every contender's result is first checked against float64 math; then the
 medians of the samples and the peak extra memory of one warm call (growth of
@@ -31,7 +34,10 @@ import numpy as np
 
 from .suite import _fmt_bytes, _fmt_time, _peak_extra
 
-__all__ = ["FORMS", "FormResult", "markdown", "run"]
+__all__ = ["FORMS", "FormResult", "markdown", "run", "threshold_table"]
+
+#: What the contenders that take the threshold's array as a weight instead are called.
+WEIGHT_INSTEAD = " weight instead"
 
 BETA = 1.0
 
@@ -199,12 +205,31 @@ def _case(form: Form, n: int, dtype: str, rng: np.random.Generator) -> _Case:
     calls["plain array-API (NumPy)"] = _plain(form, x, y, w, param)
     torch_calls = _torch_calls(form, x, y, w, ours, param)
     calls.update(torch_calls)
+    want_instead = None
+    if form.threshold_per_feature:  # the same array as a weight, the number as the threshold
+        plain_kw = {k: v for k, v in kw.items() if k not in ("beta", "delta")}
+        def instead(a: Any, b: Any, wt: Any) -> Callable[[], Any]:
+            call = both if form.grad else fn
+            return lambda: call(a, b, **plain_kw, weight=wt)
+
+        calls["smoothl1 (NumPy)" + WEIGHT_INSTEAD] = instead(x, y, param)
+        if torch_calls:
+            import torch
+
+            tx, ty, tw = (torch.from_numpy(a) for a in (x, y, param))
+            calls["smoothl1 (torch CPU)" + WEIGHT_INSTEAD] = _torch_instead(
+                form, instead(tx, ty, tw), fn, tx, ty, tw, plain_kw)
+        w_inst = np.asarray(param, dtype=np.float64)
+        want_instead = (_reduce(form, _f64_loss(form.kind, d), w_inst),
+                        _f64_slope(form.kind, d) * w_inst / d.size if form.grad else None)
 
     def check(name: str, result: Any) -> float:
-        if want_grad is not None:
+        value_want, grad_want = ((want_value, want_grad) if not name.endswith(WEIGHT_INSTEAD)
+                                 else want_instead)  # type: ignore[misc]
+        if grad_want is not None:
             value, grad = result
-            return max(_rel_error(value, want_value), _rel_error(grad, want_grad))
-        return _rel_error(result, want_value)
+            return max(_rel_error(value, value_want), _rel_error(grad, grad_want))
+        return _rel_error(result, value_want)
 
     return _Case(calls, check)
 
@@ -330,6 +355,27 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
     return {"smoothl1 (torch CPU)": ours_torch(), "torch": theirs()}
 
 
+def _torch_instead(form: Form, forward: Callable[[], Any], fn: Any, tx: Any, ty: Any, tw: Any,
+                   kw: dict[str, Any]) -> Callable[[], Any]:
+    """smoothl1 on CPU tensors with the threshold's array as a weight: as ``ours_torch``."""
+    import torch
+
+    if not form.grad:
+        def no_grad() -> Any:
+            with torch.no_grad():
+                return forward()
+
+        return no_grad
+
+    def fwd_bwd() -> Any:
+        leaf = tx.detach().requires_grad_()
+        value = fn(leaf, ty, **kw, weight=tw)
+        (g,) = torch.autograd.grad(value, leaf)
+        return value.detach(), g
+
+    return fwd_bwd
+
+
 def _per_call(call: Callable[[], Any], target: float) -> int:
     start = time.perf_counter()
     call()
@@ -356,8 +402,12 @@ def run(n: int, repeats: int = 7, forms: list[Form] | None = None, *,
                                              f"{errors[name]:.3g} > {tolerance}")
                 inner = {name: _per_call(c, min_sample_seconds) for name, c in case.calls.items()}
                 samples: dict[str, list[float]] = {name: [] for name in case.calls}
-                for _ in range(repeats):
-                    for name, call in case.calls.items():
+                names = list(case.calls)
+                for r in range(repeats):
+                    # each round starts with the next contender: whoever runs first after
+                    # another's large frees may meet fresh pages (glibc), so no one always does
+                    for name in names[r % len(names):] + names[: r % len(names)]:
+                        call = case.calls[name]
                         k = inner[name]
                         start = time.perf_counter()
                         for _ in range(k):
@@ -371,6 +421,28 @@ def run(n: int, repeats: int = 7, forms: list[Form] | None = None, *,
                 f"{r.contender} {_fmt_time(r.seconds)}" for r in results
                 if r.form == form.name and r.dtype == dtype))
     return results
+
+
+def threshold_table(results: list[FormResult]) -> str:
+    """An array threshold against the same array as a weight, measured in one round robin.
+
+    Ratios are medians of the per-round ratios (``samples[i]`` of both come from
+    one round), which a noisy machine moves far less than a ratio of medians.
+    """
+    lines = ["## An array threshold against a weight of its shape", "",
+             "| call form | dtype | library | array beta | weight instead | beta / weight |",
+             "|---|---|---|---:|---:|---:|"]
+    index = {(r.form, r.dtype, r.contender): r for r in results}
+    for r in results:
+        if not r.contender.endswith(WEIGHT_INSTEAD):
+            continue
+        mine = index[(r.form, r.dtype, r.contender[: -len(WEIGHT_INSTEAD)])]
+        paired = statistics.median(a / b for a, b in zip(mine.samples, r.samples, strict=True))
+        library = "NumPy" if "NumPy" in r.contender else "torch CPU"
+        lines.append(f"| {r.form} | {r.dtype} | {library} | {_fmt_time(mine.seconds)} | "
+                     f"{_fmt_time(r.seconds)} | {paired:.2f}x |")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def markdown(results: list[FormResult], n: int) -> str:

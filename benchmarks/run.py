@@ -69,7 +69,7 @@ def _bench(args: argparse.Namespace) -> int:
         n = 1 << forms_log2
         print(f"\ncall forms at N = 2^{forms_log2}:")
         results = forms.run(n, repeats=3 if args.quick else args.repeats)
-        table = forms.markdown(results, n)
+        table = forms.markdown(results, n) + "\n" + forms.threshold_table(results)
         print("\n" + table)
         out = Path(args.out)
         (out / "forms.md").write_text(table + "\n")

@@ -94,14 +94,21 @@ def test_call_forms_are_checked_measured_and_tabled():
     results = forms.run(1 << 12, repeats=2, min_sample_seconds=1e-4, log=lambda line: None)
     seen = {(r.form, r.dtype) for r in results}
     assert seen == {(f.name, d) for f in forms.FORMS for d in f.dtypes}
+    thresholds = {f.name for f in forms.FORMS if f.threshold_per_feature}
     for form, dtype in seen:
         got = {r.contender for r in results if (r.form, r.dtype) == (form, dtype)}
-        assert got == {"smoothl1 (NumPy)", "smoothl1 (torch CPU)", "torch",
-                       "plain array-API (NumPy)"}
+        want = {"smoothl1 (NumPy)", "smoothl1 (torch CPU)", "torch", "plain array-API (NumPy)"}
+        if form in thresholds:  # the same array as a weight, in the same round robin
+            want |= {"smoothl1 (NumPy) weight instead", "smoothl1 (torch CPU) weight instead"}
+        assert got == want, form
     assert all(r.seconds > 0 and len(r.samples) == 2 for r in results)
     table = forms.markdown(results, 1 << 12)
     assert table.count("\n| ") == len(seen) + 1  # a row per form and dtype, and the header
     assert "| weight=, Huber mean | float32 |" in table
+    paired = forms.threshold_table(results)
+    rows = [line for line in paired.splitlines() if line.startswith("| beta per feature")]
+    assert len(rows) == 2 * 2 * len(thresholds)  # NumPy and torch CPU, two dtypes
+    assert all(line.endswith("x |") for line in rows)
 
 
 def test_a_wrong_call_form_contender_is_refused(monkeypatch):
