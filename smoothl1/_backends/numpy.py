@@ -567,7 +567,12 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
     if param is not None and special is None:  # a threshold per element: checked here
         param, special = _checked_threshold(f.kind, param)
     if job.none_value is not None:
-        if param is None:
+        if param is None and f.kind == "smooth_l1" and f.param != 1.0:
+            # a number beta other than 1: the per-element passes, the same bits as the
+            # formula's (its repair of 0.5*z*z tested by extremes, not by masks)
+            v = _losses_per_element(f.kind, f.param, d, 0.5 * f.param,
+                                    f.param > _formulas._SQRT_2HUGE[f.bits])
+        elif param is None:
             z = xp.abs(d)
             v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
             del z
