@@ -2,8 +2,8 @@
 
 Each form (a weighted mean, per-sample losses over an axis, a broadcast target,
 half precision, a strided view, small torch calls, ...) is run, in one process
-and round-robin (one sample of each contender in turn, so that a noisy
-neighbour slows all alike), by:
+and round-robin (one sample of each contender in turn, in a new order each
+round, so that a noisy neighbour slows all alike), by:
 
 - smoothl1 on NumPy arrays and on CPU torch tensors (forward; forward and
   backward through autograd for the gradient forms);
@@ -23,6 +23,7 @@ the resident set, result included) are reported.  Nothing here asserts a time.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 import warnings
@@ -138,6 +139,8 @@ FORMS: list[Form] = [
          threshold_per_feature=True, grad=True),
     Form("weight per feature (64,), value_and_grad", "smooth_l1", lambda n: (n // 64, 64),
          weight_per_feature=True, grad=True),
+    Form("beta per feature (64,), reduction='none'", "smooth_l1", lambda n: (n // 64, 64),
+         reduction="none", threshold_per_feature=True),
     Form("small, N = 2^10, forward", "smooth_l1", lambda n: (1 << 10,), small=True),
     Form("small, N = 2^10, value_and_grad", "smooth_l1", lambda n: (1 << 10,), small=True,
          grad=True),
@@ -292,8 +295,10 @@ def _torch_calls(form: Form, x: np.ndarray, y: np.ndarray, w: np.ndarray | None,
         if tp is not None:  # no array beta in torch: its operations
             z = (a - b).abs()
             if form.kind == "huber":
-                return torch.where(z < tp, 0.5 * z * z, tp * (z - 0.5 * tp)).mean()
-            return torch.where(z < tp, 0.5 * z * z / tp, z - 0.5 * tp).mean()
+                e = torch.where(z < tp, 0.5 * z * z, tp * (z - 0.5 * tp))
+            else:
+                e = torch.where(z < tp, 0.5 * z * z / tp, z - 0.5 * tp)
+            return e if form.reduction == "none" else e.mean()
         if b.shape != a.shape:
             b = b.expand(a.shape)  # torch's warning aside, the same broadcast
         kwargs: dict[str, Any] = {"delta": BETA} if form.kind == "huber" else {"beta": BETA}
@@ -403,10 +408,13 @@ def run(n: int, repeats: int = 7, forms: list[Form] | None = None, *,
                 inner = {name: _per_call(c, min_sample_seconds) for name, c in case.calls.items()}
                 samples: dict[str, list[float]] = {name: [] for name in case.calls}
                 names = list(case.calls)
-                for r in range(repeats):
-                    # each round starts with the next contender: whoever runs first after
-                    # another's large frees may meet fresh pages (glibc), so no one always does
-                    for name in names[r % len(names):] + names[: r % len(names)]:
+                order = random.Random(len(results))
+                for _ in range(repeats):
+                    # a new order each round: whoever runs right after another's large frees
+                    # may meet fresh pages (glibc); a fixed or rotated order keeps the same
+                    # neighbours, which moved paired ratios by 5-10% here
+                    order.shuffle(names)
+                    for name in names:
                         call = case.calls[name]
                         k = inner[name]
                         start = time.perf_counter()
