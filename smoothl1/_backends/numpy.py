@@ -520,20 +520,8 @@ class _Job:
     grad_output: _Operand | Scalar
     grads: tuple[tuple[np.ndarray, int], ...]  # elementwise gradients: (out, sign)
     grad_sum: bool  # reduce the gradient itself (a broadcast argument's gradient)
-    param: _Operand | None = None  # an array threshold, streamed like the weight
-    #: for a threshold checked once per call, what its blocks use besides it
-    #: (:func:`_threshold_aux`); else None
-    param_aux: _Operand | None = None
-    #: ``1 / param``, for a value-only reduction with a threshold checked once per
-    #: call that has no element 0, inf or so small that its inverse is inf; else None
-    param_inv: _Operand | None = None
-    #: whether the threshold has 0 or inf (Smooth L1), for one checked once per call;
-    #: None: each block checks its own (a threshold per element)
-    param_special: bool | None = None
-    #: whether 0.5*z*z can overflow where z < the threshold (Smooth L1: an element
-    #: above sqrt(2 * largest)), for one checked once per call; None: each block tells
-    param_big: bool | None = None
-    aux_clamps: bool = False  # param_aux is Huber's -delta (else beta/2, delta/2)
+    #: an array threshold: what its blocks read, prepared once per call
+    threshold: _ThresholdOperands | None = None
 
     def block(self, index: Index) -> tuple[Any, Any]:
         """One block: writes elementwise results, returns what is to be reduced."""
@@ -542,56 +530,61 @@ class _Job:
         w = w.take(index) if isinstance(w, _Operand) else w
         norm = norm.take(index) if isinstance(norm, _Operand) else norm
         go = go.take(index) if isinstance(go, _Operand) else go
-        if self.param is None:
+        t = self.threshold
+        if t is None:
             return _compute(self, index, d, w, norm, go)
-        aux = None if self.param_aux is None else self.param_aux.take(index)
-        if self.param_inv is not None:  # (then the threshold itself is not read)
-            inv = self.param_inv.take(index)
-            return _compute(self, index, d, w, norm, go, inv, aux, inv)
-        return _compute(self, index, d, w, norm, go, self.param.take(index), aux)
+        return _compute(self, index, d, w, norm, go, t.prep, _take(t.values, index),
+                        _take(t.aux, index), _take(t.inv, index))
+
+
+def _take(op: _Operand | None, index: Index) -> Any:
+    return None if op is None else op.take(index)
 
 
 def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
-             param: Any = None, aux: Any = None, inv: Any = None) -> tuple[Any, Any]:
+             prep: _Threshold | None = None, param: Any = None, aux: Any = None,
+             inv: Any = None) -> tuple[Any, Any]:
     """The math of one block of ``d = input - target`` (the formulas, in torch's order).
 
     Writes the elementwise results of ``index``; returns ``(losses, weights)``
     to reduce (the gradient itself for a broadcast argument's gradient).
-    ``param``: the block of an array threshold (``job.formula.param`` is then NaN),
-    ``aux`` what :func:`_threshold_aux` made of it and ``inv`` its inverse, when
-    the job has them (with ``inv``, only a value-only reduction, ``param`` is
-    not read: it may be ``inv`` itself).
+    With an array threshold (``job.formula.param`` is then NaN): ``prep`` says
+    how it was prepared (:func:`_prepare_threshold`), and ``param``, ``aux``
+    and ``inv`` are the blocks of what it made (``param`` is None when only
+    ``inv`` is read).
     """
     xp, f = _XP, job.formula
-    special = job.param_special
-    if param is not None and special is None:  # a threshold per element: checked here
-        param, special = _checked_threshold(f.kind, param)
+    special = False
+    if prep is not None:
+        special = prep.special
+        if not prep.checked:  # a threshold per element: checked here, block by block
+            param, special = _checked_threshold(f.kind, param)
     if job.none_value is not None:
-        if param is None and f.kind == "smooth_l1" and f.param != 1.0:
+        if prep is None and f.kind == "smooth_l1" and f.param != 1.0:
             # a number beta other than 1: the per-element passes, the same bits as the
             # formula's (its repair of 0.5*z*z tested by extremes, not by masks)
             v = _losses_per_element(f.kind, f.param, d, 0.5 * f.param,
                                     f.param > _formulas._SQRT_2HUGE[f.bits])
-        elif param is None:
+        elif prep is None:
             z = xp.abs(d)
             v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
             del z
         else:
-            v = _losses_per_element(f.kind, param, d, None if job.aux_clamps else aux,
-                                    job.param_big is not False)
+            v = _losses_per_element(f.kind, param, d, None if prep.aux_clamps else aux,
+                                    prep.big)
         _write(job.none_value, index, v if w is None else v * w)
         del v
     if not (job.reduce or job.grads or job.grad_sum):
         return None, None
     total = weights = None
-    if param is None:
+    if prep is None:
         c = _formulas.clamp(xp, f, d)
         s = _formulas.slope(xp, f, d, c)
         if job.reduce:
             total = _formulas.factored_loss(xp, f, d, c, s)
         del c
     else:  # the lean forms below, the same bits
-        s, total = _slope_and_losses_per_element(f.kind, param, aux, bool(special), d,
+        s, total = _slope_and_losses_per_element(f.kind, param, aux, special, d,
                                                  job.reduce, inv)
     if job.reduce and w is not None:
         total = total * w
@@ -610,6 +603,70 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
         if job.grad_sum:
             total = g
     return total, weights
+
+
+@dataclass(frozen=True)
+class _Threshold:
+    """An array threshold, prepared once per call (:func:`_prepare_threshold`)."""
+
+    #: aligned to the loss's ndim; checked (invalid elements NaN) and in the working
+    #: precision where ``checked``, else as given (each block checks its own)
+    values: np.ndarray
+    checked: bool
+    special: bool  # (checked) an element 0 or inf (Smooth L1): the slope's sign repair
+    big: bool  # an element above sqrt(2 * largest): 0.5*z*z may overflow below it
+    aux: np.ndarray | None  # (checked) :func:`_threshold_aux` of the values
+    aux_clamps: bool  # aux is Huber's -delta (else beta/2, delta/2)
+    #: (checked) 1 / values, for a reduction of the value alone with no element 0,
+    #: inf or so small that its inverse is inf: blocks multiply instead of dividing
+    inv: np.ndarray | None
+
+
+class _ThresholdOperands(NamedTuple):
+    """What a pass's blocks read of a :class:`_Threshold` (``values`` None: only ``inv``)."""
+
+    prep: _Threshold
+    values: _Operand | None
+    aux: _Operand | None
+    inv: _Operand | None
+
+
+def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n: int,
+                       work: type, clamps: bool, value_only: bool) -> _Threshold:
+    """An array threshold ``aligned`` (``param``'s array, aligned) for a loss of ``n`` elements.
+
+    One at least :data:`_CHECK_ONCE` times smaller than the loss (per feature,
+    per row) is checked here, once, and what its blocks need besides it is made
+    once; one per element is checked block by block (a copy of it here would be
+    a full-size temporary).  ``clamps``: the call reduces or takes gradients
+    (Huber's blocks then clamp to ``-delta``); ``value_only``: a reduction of
+    the value alone.
+    """
+    if aligned.size > n // _CHECK_ONCE:
+        return _Threshold(aligned, False, False, True, None, False, None)
+    values, special = _checked_threshold(kind, _loader(param, work)(aligned))
+    big = bool((values > _formulas._SQRT_2HUGE[bits]).any())
+    aux_clamps = kind == "huber" and clamps
+    inv = None
+    if kind != "huber" and not special and value_only:
+        with np.errstate(all="ignore"):
+            inv = 1 / values
+        if np.isinf(inv).any():  # a threshold below 1/max: divide instead
+            inv = None
+    return _Threshold(values, True, special, big, _threshold_aux(kind, values, aux_clamps),
+                      aux_clamps, inv)
+
+
+def _threshold_operands(prep: _Threshold, param: Any, lay: _Layout,
+                        work: type) -> _ThresholdOperands:
+    def op(a: np.ndarray | None) -> _Operand | None:
+        return None if a is None else _Operand(a, lay, work)
+
+    values = None
+    if prep.inv is None:  # (with inv, a value alone, the threshold itself is not read)
+        values = _Operand(BF16(prep.values) if isinstance(param, BF16) and not prep.checked
+                          else prep.values, lay, work)
+    return _ThresholdOperands(prep, values, op(prep.aux), op(prep.inv))
 
 
 def _checked_threshold(kind: str, p: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -892,7 +949,7 @@ def _block_elements(job: _Job, itemsize: int, threads: int) -> int:
     # a threshold: its block (and, checked block by block, its NaN copy and mask); one
     # checked once per call replaces a clamp's temporaries with its own slope's
     live += (bool(job.grads) + (job.weight is not None)
-             + (job.param is not None) * (1 if job.param_special is not None else 3))
+             + (0 if job.threshold is None else 1 if job.threshold.prep.checked else 3))
     room = MEMORY_BUDGET // threads - (_REDUCE_BUFFER if job.reduce or job.grad_sum else 0)
     return max(1, min(room // live, _LARGEST_TEMPORARY) // itemsize)
 
@@ -1019,22 +1076,12 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     w_aligned = None
     if weight is not None and not isinstance(weight, (int, float)):
         w_aligned = _aligned(weight.bits if isinstance(weight, BF16) else weight, ndim)
-    p_aligned = p_aux = p_special = p_inv = p_big = None
-    aux_clamps = False
+    prep = p_aligned = None
     if param is not None:
         p_aligned = _aligned(param.bits if isinstance(param, BF16) else param, ndim)
-        if p_aligned.size <= n // _CHECK_ONCE:  # per feature, per row: checked once here
-            p_aligned, p_special = _checked_threshold(f.kind, _loader(param, work)(p_aligned))
-            p_big = bool((p_aligned > _formulas._SQRT_2HUGE[f.bits]).any())
-            aux_clamps = f.kind == "huber" and bool(grads or req.reduction != "none")
-            p_aux = _threshold_aux(f.kind, p_aligned, aux_clamps)
-            if (f.kind != "huber" and not p_special and not grads and want_value
-                    and req.reduction != "none"):
-                with np.errstate(all="ignore"):
-                    p_inv = 1 / p_aligned
-                if np.isinf(p_inv).any():  # a threshold below 1/max: divide instead
-                    p_inv = None
-            param = p_aligned  # now in the working precision
+        prep = _prepare_threshold(f.kind, f.bits, param, p_aligned, n, work,
+                                  bool(grads or req.reduction != "none"),
+                                  not grads and want_value and req.reduction != "none")
     go_aligned = None
     if grad_output is not None and not isinstance(grad_output, (int, float)):
         g = grad_output.bits if isinstance(grad_output, BF16) else grad_output
@@ -1060,10 +1107,8 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
                 "norm": (factor if factor is None or isinstance(factor, float)
                          else _Operand(_aligned(factor, ndim), lay, work)),
                 "grad_output": op(grad_output, go_aligned),
-                "param": None if param is None else op(param, p_aligned),
-                "param_aux": None if p_aux is None else _Operand(p_aux, lay, work),
-                "param_inv": None if p_inv is None else _Operand(p_inv, lay, work),
-                "param_special": p_special, "param_big": p_big, "aux_clamps": aux_clamps}
+                "threshold": None if prep is None else _threshold_operands(
+                    prep, param, lay, work)}
 
     elementwise = [gs for gs in grads if gs.shape == loss_shape]
     summed = [gs for gs in grads if gs.shape != loss_shape]
