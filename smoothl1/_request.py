@@ -101,21 +101,27 @@ def request(
     a threshold per element: the request then says so (``per_element``), and the
     array itself is checked with the others by :func:`validate`.
     """
-    if is_threshold_array(param):
-        return Request(func, kind, 1.0, check_reduction(func, reduction),  # type: ignore[arg-type]
-                       check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad,
-                       per_element=True)
-    key = (func, kind, param, reduction, axis, keepdims, value, grad)
-    plain = (type(param) in (float, int) and reduction in REDUCTIONS
+    array = is_threshold_array(param)
+    # (an array is remembered as such: the memo must not hold, or hash, the array)
+    key = (func, kind, _ARRAY if array else param, reduction, axis, keepdims, value, grad)
+    plain = ((array or type(param) in (float, int)) and reduction in REDUCTIONS
              and (axis is None or type(axis) is int) and type(keepdims) is bool)
     req = _REQUESTS.get(key) if plain else None
     if req is None:
-        p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
+        if array:
+            p = 1.0
+        else:
+            p = check_beta(func, param) if kind == "smooth_l1" else check_delta(func, param)
         req = Request(func, kind, p, check_reduction(func, reduction),  # type: ignore[arg-type]
-                      check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad)
+                      check_axis_type(func, axis), check_keepdims(func, keepdims), value, grad,
+                      per_element=array)
         if plain:
             _REQUESTS.put(key, req)
     return req
+
+
+#: What an array threshold is in :func:`request`'s memo key.
+_ARRAY = object()
 
 
 def is_threshold_array(param: object) -> bool:
@@ -124,8 +130,10 @@ def is_threshold_array(param: object) -> bool:
     Plain attribute checks (no array-api-compat lookup, which Dynamo warns
     about); NumPy scalars are numbers.
     """
-    if type(param) is float or type(param) is int:  # the common case, without an ABC check
+    if type(param) is float or type(param) is int:  # the common cases, without an ABC check
         return False
+    if type(param) in EXACT_TYPES:
+        return True
     return (not isinstance(param, numbers.Real) and hasattr(param, "shape")
             and hasattr(param, "dtype"))
 

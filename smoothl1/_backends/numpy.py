@@ -605,9 +605,11 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
     return total, weights
 
 
-@dataclass(frozen=True)
-class _Threshold:
-    """An array threshold, prepared once per call (:func:`_prepare_threshold`)."""
+class _Threshold(NamedTuple):
+    """An array threshold, prepared once per call (:func:`_prepare_threshold`).
+
+    (A named tuple: made at every call, and a frozen dataclass costs a microsecond to make.)
+    """
 
     #: aligned to the loss's ndim; checked (invalid elements NaN) and in the working
     #: precision where ``checked``, else as given (each block checks its own)
@@ -644,15 +646,25 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     """
     if aligned.size > n // _CHECK_ONCE:
         return _Threshold(aligned, False, False, True, None, False, None)
-    values, special = _checked_threshold(kind, _loader(param, work)(aligned))
-    big = bool((values > _formulas._SQRT_2HUGE[bits]).any())
+    values = _loader(param, work)(aligned)
+    # (the extremes as Python floats, exactly: comparing NumPy scalars costs more)
+    lo = np.minimum.reduce(values, axis=None).item()
+    hi = np.maximum.reduce(values, axis=None).item()
+    if lo > 0 and (kind == "huber" or hi < math.inf):  # the common case: all in (0, inf)
+        special, big = False, hi > _formulas._SQRT_2HUGE[bits]
+        # 1/p is largest at the smallest p (rounding is monotonic), and finite from the
+        # smallest normal number up
+        tiny = lo < _TINY_HUGE[values.dtype][0] and bool(
+            np.isinf(np.divide(1, values.dtype.type(lo))))
+    else:  # NaN, or some outside (0, inf): made NaN
+        values, special = _checked_threshold(kind, values)
+        big = bool((values > _formulas._SQRT_2HUGE[bits]).any())
+        with np.errstate(all="ignore"):
+            tiny = bool(np.isinf(1 / values).any())
     aux_clamps = kind == "huber" and clamps
     inv = None
-    if kind != "huber" and not special and value_only:
-        with np.errstate(all="ignore"):
-            inv = 1 / values
-        if np.isinf(inv).any():  # a threshold below 1/max: divide instead
-            inv = None
+    if kind != "huber" and not special and value_only and not tiny:
+        inv = 1 / values  # (a threshold below 1/max would make it inf: divide instead)
     return _Threshold(values, True, special, big, _threshold_aux(kind, values, aux_clamps),
                       aux_clamps, inv)
 
@@ -707,7 +719,8 @@ def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None, big: bool = 
     half_square *= z  # (0.5*z)*z, torch's order
     out = _where(quadratic, half_square / p, z - (0.5 * p if aux is None else aux))
     tiny, huge = _TINY_HUGE[out.dtype]
-    if not (half_square.min() >= tiny and (not big or half_square.max() <= huge)):  # or NaN
+    if not (np.minimum.reduce(half_square, axis=None) >= tiny  # (or NaN)
+            and (not big or np.maximum.reduce(half_square, axis=None) <= huge)):
         lost = ((half_square < tiny) | (half_square > huge)) & quadratic
         if lost.any():
             np.copyto(out, 0.5 * z * np.abs(z / p), where=lost)
@@ -1056,9 +1069,9 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
     """
     req = call.req
     want_value = req.value if value is None else value
-    if param is None and _fits_one_block(call, input, target, weight, grad_output):
+    if _fits_one_block(call, input, target, weight, grad_output, param):
         return _small(call, input, target, weight, grad_output, out_dtype, grads, want_value,
-                      norm, raw)
+                      norm, raw, param)
     loss_shape = _ints(call.loss_shape)
     n = math.prod(loss_shape)
     if n == 0:
@@ -1168,42 +1181,57 @@ _PLAIN = (np.dtype(np.float32), np.dtype(np.float64))
 _SMALL_UNITS = 4
 
 
-def _fits_one_block(call: Call, input: Any, target: Any, weight: Any, grad_output: Any) -> bool:
+def _fits_one_block(call: Call, input: Any, target: Any, weight: Any, grad_output: Any,
+                    param: Any = None) -> bool:
     """Whether a call goes to the small-call lane (:func:`_small`).
 
     Two C-contiguous arrays of one shape and float dtype, at most
-    :data:`_SMALL_UNITS` units, reduced over everything (or not at all), weight a
-    number (or none), the cotangent a number or a 0-d array of that dtype (or
-    none).
+    :data:`_SMALL_UNITS` units, reduced over everything (or not at all); the
+    weight and an array threshold, if any, numbers or arrays of that dtype
+    (which validation has seen broadcast to that shape); the cotangent a number
+    or a 0-d array of that dtype (or none).  A sum with a weight or threshold
+    of another shape or layout keeps to one unit: the blocks' layout does not
+    merge such an operand's axes, and one unit is added up in C order there too.
     """
-    return (type(input) is np.ndarray and type(target) is np.ndarray
+    if not (type(input) is np.ndarray and type(target) is np.ndarray
             and input.dtype in _PLAIN and target.dtype == input.dtype
             and input.shape == target.shape
-            and 0 < input.size <= ROW * min(GROUP, _SMALL_UNITS)
             and input.flags.c_contiguous and target.flags.c_contiguous
-            and (weight is None or isinstance(weight, (int, float)))
             and (grad_output is None or isinstance(grad_output, (int, float))
                  or (type(grad_output) is np.ndarray and grad_output.ndim == 0
                      and grad_output.dtype == input.dtype))
             and (call.axis is None or len(call.axis) == input.ndim
-                 or call.req.reduction == "none"))
+                 or call.req.reduction == "none")):
+        return False
+    limit = ROW * min(GROUP, _SMALL_UNITS)
+    for a in (weight, param):
+        if a is None or isinstance(a, (int, float)):
+            continue
+        if type(a) is not np.ndarray or a.dtype != input.dtype:
+            return False  # (the blocks cast other dtypes as they read them)
+        if (a.shape != input.shape or not a.flags.c_contiguous) and call.req.reduction != "none":
+            limit = ROW
+    return 0 < input.size <= limit
 
 
 def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_output: Any,
            out_dtype: Out, grads: tuple[GradSpec, ...], want_value: bool, norm: float | None,
-           raw: bool) -> tuple[Any, list[Any]]:
+           raw: bool, param: np.ndarray | None = None) -> tuple[Any, list[Any]]:
     """:func:`run` as one block, with the fewest calls: the same numbers.
 
-    (The blocks' layout merges such arrays into one axis, and one unit of it is
-    added up pairwise in C order: exactly what this does.)
+    (The blocks' layout merges such arrays into one axis, or for a smaller
+    weight or threshold keeps them to one unit, and a unit is added up
+    pairwise in C order: exactly what this does.  An array threshold is
+    prepared as the blocks prepare it.)
     """
     req = call.req
     reducing = want_value and req.reduction != "none"
-    if (not raw and weight is None and norm is None and input.size <= ROW
+    f = call.formula
+    if (not raw and weight is None and param is None and norm is None and input.size <= ROW
             and req.reduction in ("mean", "sum") and (reducing or (grads and not want_value))):
         # the commonest small calls, a plain mean or sum and/or its gradient: the steps of
         # _compute, inline (the gradient in torch's order: norm * derivative * grad_output)
-        f, xp = call.formula, _XP
+        xp = _XP
         with np.errstate(all="ignore"):
             d = input - target
             c = _formulas.clamp(xp, f, d)
@@ -1223,6 +1251,8 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
                     g = g * grad_output
                 found = [g if gs.sign > 0 else -g for gs in grads]
             return value, found
+    work = input.dtype.type
+    array_weight = not (weight is None or isinstance(weight, (int, float)))
     outs = tuple((np.empty(input.shape, gs.dtype), gs.sign) for gs in grads)
     factor: Any = norm
     if factor is None and grads:
@@ -1230,28 +1260,45 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
         if req.reduction == "mean":
             factor = _formulas.mean_scale(call.count or 1)
         elif req.reduction == "weighted_mean":
-            factor = _safe_inverse(_total_weight(call, weight, None), input.dtype.type)
+            factor = _safe_inverse(_total_weight(
+                call, weight, _aligned(weight, input.ndim) if array_weight else None), work)
     none_value = np.empty(input.shape, out_dtype) if want_value and not reducing else None
-    job = _Job(call.formula, None, None, weight, none_value, reducing,  # type: ignore[arg-type]
-               False, factor, grad_output, outs, False)
+    reduce_weight = req.reduction == "weighted_mean" and array_weight
+    job = _Job(f, None, None, weight, none_value, reducing,  # type: ignore[arg-type]
+               reduce_weight, factor, grad_output, outs, False)
+    prep = values = None
+    if param is not None:
+        prep = _prepare_threshold(f.kind, f.bits, param, param, input.size, work,
+                                  bool(grads or req.reduction != "none"),
+                                  not grads and reducing)
+        values = prep.values if prep.inv is None else None
     with np.errstate(all="ignore"):
-        total, _ = _compute(job, (), input - target, weight, factor, grad_output)
+        total, weights = _compute(job, (), input - target, weight, factor, grad_output,
+                                  prep, values, None if prep is None else prep.aux,
+                                  None if prep is None else prep.inv)
         result: Any = none_value
         if reducing:
             n = input.size
-            if n <= ROW:  # one unit
-                totals = np.add.reduce(total, axis=None, dtype=np.float64, keepdims=True)
-            else:  # units of ROW, one group
-                totals = _fold([_unit_sums(total, 1, 1, n, 1, ROW)])
+            totals = _small_totals(total, n)
+            w_totals = None if weights is None else _small_totals(weights, n)
             if raw:
-                result = Totals(totals.reshape(_ints(call.kept_shape)), None)
+                kept = _ints(call.kept_shape)
+                result = Totals(totals.reshape(kept),
+                                None if w_totals is None else w_totals.reshape(kept))
             elif req.reduction in ("mean", "sum"):  # torch: the sum, then / N, rounded once
                 value = totals.item() / (call.count or 1 if req.reduction == "mean" else 1)
                 result = np.array(value, dtype=out_dtype).reshape(_ints(call.out_shape))
             else:
                 result = np.empty(_ints(call.out_shape), out_dtype)
-                result[...] = _value_finisher(call, weight, input.dtype.type)(totals, None)
+                result[...] = _value_finisher(call, weight, work)(totals, w_totals)
     return result, [out for out, _ in outs]
+
+
+def _small_totals(t: np.ndarray, n: int) -> np.ndarray:
+    """The float64 total ``(1,)`` of a small call's ``n`` losses (or weights), as blocks add it."""
+    if n <= ROW:  # one unit (C order: reshape copies a broadcast weight into it)
+        return np.add.reduce(t.reshape(1, -1), axis=1, dtype=np.float64)  # type: ignore[no-any-return]
+    return _fold([_unit_sums(t, 1, 1, n, 1, ROW)])  # units of ROW, one group
 
 
 def _signed(sign: int, total: Any, _: Any) -> Any:

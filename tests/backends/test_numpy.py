@@ -236,6 +236,45 @@ def test_the_small_call_lane_gives_the_bits_of_the_blocks(monkeypatch, n, fn, re
         np.testing.assert_array_equal(a, b, strict=True)
 
 
+@pytest.mark.parametrize("shape", [(7,), (64, 64), (4, 1024), (16, 1024)])
+@pytest.mark.parametrize("operand", ["weight per feature", "weight per element", "beta per feature",
+                                     "beta per element", "beta 0-d", "both per feature",
+                                     "beta with 0, inf and invalid"])
+@pytest.mark.parametrize("fn", ["smooth_l1", "huber", "smooth_l1_value_and_grad", "huber_grad"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none", "weighted_mean"])
+def test_the_small_call_lane_takes_array_weights_and_thresholds_with_the_bits_of_the_blocks(
+        monkeypatch, shape, operand, fn, reduction):
+    """Array weights and thresholds of the input's dtype take the lane too: the same bits."""
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    x, y = _data(shape, np.float32, seed=shape[-1], specials=shape[-1] > 12)
+    per = shape[-1:] if "feature" in operand else shape if "element" in operand else ()
+    a = rng.uniform(0.2, 3.0, per).astype(np.float32)
+    if "invalid" in operand:
+        a = rng.uniform(0.2, 3.0, shape[-1:]).astype(np.float32)
+        a[:4] = [0.0, np.inf, -1.0, np.nan][: a.size]
+    kwargs: dict[str, object] = {"reduction": reduction}
+    if "weight" in operand or "both" in operand:
+        kwargs["weight"] = a
+    if "beta" in operand or "both" in operand:
+        kwargs["delta" if fn.startswith("huber") else "beta"] = a
+    if fn.endswith("_grad") and "value" not in fn:
+        kwargs["grad_output"] = 0.5
+    if reduction == "weighted_mean" and "weight" not in kwargs:
+        kwargs["weight"] = 2.0
+    call = getattr(smoothl1, fn)
+    took = []
+    real = blocks._small
+    monkeypatch.setattr(blocks, "_small", lambda *args: took.append(1) or real(*args))
+    lane = call(x, y, **kwargs)
+    # a sum with a smaller operand keeps to one unit (ROW elements) in the lane
+    assert bool(took) == (x.size <= blocks.ROW or reduction == "none" or a.shape == shape)
+    monkeypatch.setattr(blocks, "_fits_one_block", lambda *args: False)
+    blocked = call(x, y, **kwargs)
+    for u, v in zip(lane if isinstance(lane, tuple) else (lane,),
+                    blocked if isinstance(blocked, tuple) else (blocked,), strict=True):
+        np.testing.assert_array_equal(u, v, strict=True)
+
+
 def test_memory_mapped_arrays_take_the_blocks(tmp_path):
     x = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(50_000,))
     x[:] = _data((50_000,), np.float32)[0]
