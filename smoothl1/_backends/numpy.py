@@ -1266,16 +1266,15 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
     reduce_weight = req.reduction == "weighted_mean" and array_weight
     job = _Job(f, None, None, weight, none_value, reducing,  # type: ignore[arg-type]
                reduce_weight, factor, grad_output, outs, False)
-    prep = values = None
-    if param is not None:
+    threshold: tuple[Any, ...] = ()
+    if param is not None:  # (the values are not read where there is an inverse)
         prep = _prepare_threshold(f.kind, f.bits, param, param, input.size, work,
                                   bool(grads or req.reduction != "none"),
                                   not grads and reducing)
-        values = prep.values if prep.inv is None else None
+        threshold = (prep, prep.values, prep.aux, prep.inv)
     with np.errstate(all="ignore"):
         total, weights = _compute(job, (), input - target, weight, factor, grad_output,
-                                  prep, values, None if prep is None else prep.aux,
-                                  None if prep is None else prep.inv)
+                                  *threshold)
         result: Any = none_value
         if reducing:
             n = input.size
