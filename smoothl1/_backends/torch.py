@@ -232,8 +232,9 @@ class _EagerLoss(torch.autograd.Function):
 
 
 # ------------------------------------------------------------ with an array threshold
-# Its own Function: the threshold is one more differentiable input, and every
-# derivative comes from smoothl1._core (torch ops; no NumPy blocks yet).
+# Its own Functions: the threshold is one more differentiable input.  Input's and
+# target's derivatives come from the NumPy blocks where they can (as without it),
+# the threshold's from smoothl1._core (torch ops).
 
 
 def _threshold_save(ctx: Any, inputs: tuple[Any, ...], *, forward_mode: bool) -> None:
@@ -255,6 +256,14 @@ def _threshold_backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
     need = tuple(ctx.needs_input_grad[:4])
     input, target, weight, param = _threshold_saved(ctx)
     found = None
+    ready = getattr(ctx, "grads", None)
+    if ready is not None and not torch.is_grad_enabled():  # computed with the loss
+        it = iter(ready)
+        g_in = (next(it) * grad_output) if need[0] else None
+        g_tg = (next(it) * grad_output) if need[1] else None
+        g_p = (_core.param_backward(ctx.call, input, target, weight, param, grad_output)
+               if need[3] else None)
+        return g_in, g_tg, None, g_p, None
     if not torch.is_grad_enabled() and not need[2] and (need[0] or need[1]):
         # no double backward to support: input's and target's through the blocks
         found = _blocks(ctx.call, input, target, weight, grad_output, value=False,
@@ -298,12 +307,42 @@ class _ThresholdLoss(torch.autograd.Function):
 
 
 class _ThresholdLossWithJvp(_ThresholdLoss):
-    """The same with forward mode (eager autograd and ``torch.func`` transforms)."""
+    """The same with forward mode, for ``torch.func`` transforms."""
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         _threshold_save(ctx, inputs, forward_mode=True)
 
+    jvp = staticmethod(_threshold_jvp)
+
+
+class _EagerThresholdLoss(torch.autograd.Function):
+    """The same for plain eager autograd: old ``forward(ctx, ...)`` style, as :class:`_EagerLoss`.
+
+    A small full reduction's input and target gradients are computed with the
+    loss (one pass of the blocks, one preparation of the threshold); the
+    threshold's own, when asked for, in the backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, weight: Any,
+                param: torch.Tensor, call: Call) -> Any:
+        _threshold_save(ctx, (input, target, weight, param, call), forward_mode=True)
+        if _precomputable(ctx, input, target, weight, call):
+            need = ctx.needs_input_grad
+            found = _blocks(call, input, target, weight, None, value=True,
+                            grads=(1,) * need[0] + (-1,) * need[1], compiling=False,
+                            param=param)
+            if found is not None:
+                ctx.grads = found[1]
+                return found[0]
+        found = _blocks(call, input, target, weight, None, value=True, compiling=False,
+                        param=param)
+        if found is not None:
+            return found[0]
+        return _core.evaluate(call, input, target, weight, param=param)[0]
+
+    backward = staticmethod(_threshold_backward)
     jvp = staticmethod(_threshold_jvp)
 
 
@@ -371,8 +410,13 @@ def loss(req: Request, input: torch.Tensor, target: torch.Tensor, weight: Any,
             if found is not None:
                 return found[0]
             return _core.evaluate(call, input, target, weight, param=param)[0]
-        fn: type[torch.autograd.Function] = (_ThresholdLoss if compiling
-                                             else _ThresholdLossWithJvp)
+        fn: type[torch.autograd.Function]
+        if compiling:
+            fn = _ThresholdLoss
+        elif torch._C._are_functorch_transforms_active():
+            fn = _ThresholdLossWithJvp
+        else:
+            fn = _EagerThresholdLoss
         return fn.apply(input, target, weight, param, call)  # type: ignore[no-untyped-call]
     compiling = torch.compiler.is_compiling()
     call = _validate(req, input, target, weight, compiling=compiling)

@@ -130,6 +130,53 @@ def test_small_losses_compute_the_gradient_with_the_loss(n, reduction):
     np.testing.assert_array_equal(xr.grad.numpy(), (2 * first).numpy())
 
 
+@pytest.mark.parametrize("n", [1000, backend.PRECOMPUTE + 1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+def test_small_losses_with_a_threshold_tensor_compute_the_gradient_with_the_loss(
+        n, weighted, kind, general):
+    """The same for an array threshold (its own eager Function): input's and target's
+    gradients with the loss up to PRECOMPUTE elements, the threshold's in the backward;
+    the same as the general path's (bit for bit for a mean's input and target), also for
+    a cotangent other than 1 and a second backward through a retained graph."""
+    fn = getattr(smoothl1, kind)
+    rows = -(-n // 8)  # (above PRECOMPUTE: rows * 8 > PRECOMPUTE too)
+    x, y = _data((rows, 8), torch.float32), _data((rows, 8), torch.float32, seed=1)
+    p = torch.linspace(0.25, 3.0, 8)
+    w = torch.linspace(0.5, 2.0, 8) if weighted else None
+    calls = []
+    real = blocks.run
+
+    def spy(*args, **kwargs):
+        calls.append(len(kwargs["grads"]))
+        return real(*args, **kwargs)
+
+    def grads(spying):
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        pr = p.clone().requires_grad_()
+        with pytest.MonkeyPatch.context() as m:
+            if spying:
+                m.setattr(blocks, "run", spy)
+            out = fn(xr, yr, pr, "weighted_mean" if weighted else "mean", weight=w)
+            (out * 3).backward(retain_graph=True)
+            first = [t.grad.clone() for t in (xr, yr, pr)]
+            (out * 3).backward()
+        for f, t in zip(first, (xr, yr, pr), strict=True):  # accumulated: exactly twice
+            assert torch.equal(t.grad, 2 * f)
+        return out.detach(), first
+
+    value, got = grads(spying=True)
+    assert calls == ([2] if n <= backend.PRECOMPUTE else [0, 2, 2])
+    want_value, want = general(lambda: grads(spying=False))
+    torch.testing.assert_close(value, want_value, rtol=1e-6, atol=0)
+    for g, h in zip(got[:2], want[:2], strict=True):
+        if weighted:  # (1 / the weights' total: float64 in blocks, the dtype's on torch ops)
+            torch.testing.assert_close(g, h, rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(g, h)
+    torch.testing.assert_close(got[2], want[2], rtol=1e-6, atol=0)  # (sums of the same)
+
+
 def test_bfloat16_is_computed_in_float32_and_rounded_once():
     x = torch.tensor([400.0, 1e-4, 3.0, -2.5]).to(torch.bfloat16)
     y = torch.zeros(4, dtype=torch.bfloat16)
