@@ -336,11 +336,7 @@ class _EagerThresholdLoss(torch.autograd.Function):
             if found is not None:
                 ctx.grads = found[1]
                 return found[0]
-        found = _blocks(call, input, target, weight, None, value=True, compiling=False,
-                        param=param)
-        if found is not None:
-            return found[0]
-        return _core.evaluate(call, input, target, weight, param=param)[0]
+        return _ThresholdLoss.forward(input, target, weight, param, call)
 
     backward = staticmethod(_threshold_backward)
     jvp = staticmethod(_threshold_jvp)
