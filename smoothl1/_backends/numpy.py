@@ -647,9 +647,10 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     if aligned.size > n // _CHECK_ONCE:
         return _Threshold(aligned, False, False, True, None, False, None)
     values = _loader(param, work)(aligned)
-    # (the extremes as Python floats, exactly: comparing NumPy scalars costs more)
-    lo = np.minimum.reduce(values, axis=None).item()
-    hi = np.maximum.reduce(values, axis=None).item()
+    # (the extremes as Python floats, exactly: comparing NumPy scalars costs more, and
+    # float() less than .item())
+    lo = float(np.minimum.reduce(values, axis=None))
+    hi = float(np.maximum.reduce(values, axis=None))
     if lo > 0 and (kind == "huber" or hi < math.inf):  # the common case: all in (0, inf)
         special, big = False, hi > _formulas._SQRT_2HUGE[bits]
         # 1/p is largest at the smallest p (rounding is monotonic), and finite from the
@@ -664,7 +665,9 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     aux_clamps = kind == "huber" and clamps
     inv = None
     if kind != "huber" and not special and value_only and not tiny:
-        inv = 1 / values  # (a threshold below 1/max would make it inf: divide instead)
+        # (1/beta's bits, half the call's cost; a threshold below 1/max would make it
+        # inf: divide instead)
+        inv = np.reciprocal(values)
     return _Threshold(values, True, special, big, _threshold_aux(kind, values, aux_clamps),
                       aux_clamps, inv)
 
