@@ -731,8 +731,9 @@ def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None, big: bool = 
 
 
 #: Smallest normal and largest finite number by dtype (the repair's bounds).
-_TINY_HUGE = {np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32).max),
-              np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
+_TINY_HUGE: dict[Any, tuple[Any, Any]] = {
+    np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32).max),
+    np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
 
 
 def _threshold_aux(kind: str, p: np.ndarray, clamp: bool) -> np.ndarray:
