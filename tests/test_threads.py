@@ -136,3 +136,31 @@ def test_a_loss_at_interpreter_exit_is_computed():
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "atexit 2.5"
+
+
+def test_threads_with_their_own_thresholds_get_their_own_losses():
+    """Small thresholds are remembered by their values in one memo that every thread
+    shares (and empties when full): 4 threads, 100 thresholds each (more than it holds),
+    each result the single-threaded one."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((2, 256, 16)).astype("f4")
+    betas = rng.uniform(0.1, 3.0, (4, 100, 16)).astype("f4")
+    want = [[smoothl1.smooth_l1(x, y, b) for b in per] for per in betas]
+    got: list[list[np.ndarray]] = [[] for _ in betas]
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for _ in range(3):
+                got[k] = [smoothl1.smooth_l1(x, y, b) for b in betas[k]]
+        except BaseException as e:
+            errors.append(e)
+
+    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(betas))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    for g, w in zip(got, want, strict=True):
+        assert [a.tobytes() for a in g] == [a.tobytes() for a in w]

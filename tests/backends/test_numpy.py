@@ -275,6 +275,55 @@ def test_the_small_call_lane_takes_array_weights_and_thresholds_with_the_bits_of
         np.testing.assert_array_equal(u, v, strict=True)
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("shape", [(64, 64), (512, 64)])  # the small-call lane, the blocks
+@pytest.mark.parametrize("fn", ["smooth_l1", "huber", "smooth_l1_value_and_grad"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_a_small_thresholds_preparation_is_remembered_by_its_values(
+        monkeypatch, library, shape, fn, reduction):
+    """A threshold checked once per call is remembered by its bytes: the next call with the
+    same values prepares nothing, a threshold changed in place gives its new losses (the
+    same bits as a fresh preparation), and nothing remembered is the caller's memory."""
+    x, y = _data(shape, np.float32, seed=3)
+    b = np.random.default_rng(4).uniform(0.2, 3.0, shape[-1:]).astype(np.float32)
+    name = "delta" if fn.startswith("huber") else "beta"
+    call = getattr(smoothl1, fn)
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        x, y, b = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(b)
+
+    def run(p):
+        out = call(x, y, reduction=reduction, **{name: p})
+        return [np.asarray(o) for o in (out if isinstance(out, tuple) else (out,))]
+
+    prepared = []
+    real = blocks._prepared
+    monkeypatch.setattr(blocks, "_prepared", lambda *a: prepared.append(1) or real(*a))
+    blocks._PREPARED._data.clear()
+    first = run(b)
+    assert prepared == [1]
+    for u, v in zip(run(b), first, strict=True):  # remembered: prepared once
+        np.testing.assert_array_equal(u, v, strict=True)
+    assert prepared == [1]
+    for prep in blocks._PREPARED._data.values():
+        for a in (prep.values, prep.aux, prep.inv):
+            assert a is None or not np.shares_memory(a, np.asarray(b))
+    changes = np.array([0.0, np.inf, -1.0, np.nan, 1e-30, 5.0, 0.5, 2.0], np.float32)
+    b[:8] = torch.from_numpy(changes) if library == "torch" else changes  # in place
+    changed = run(b)
+    assert prepared == [1, 1]
+    assert not all(np.array_equal(u, v, equal_nan=True)
+                   for u, v in zip(changed, first, strict=True))
+    blocks._PREPARED._data.clear()
+    for u, v in zip(changed, run(b.clone() if library == "torch" else b.copy()), strict=True):
+        np.testing.assert_array_equal(u, v, strict=True)
+    assert prepared == [1, 1, 1]
+    blocks._PREPARED._data.clear()  # one value (a schedule's): not remembered
+    run(b[:1].reshape(()))
+    assert prepared == [1, 1, 1, 1]
+    assert not blocks._PREPARED._data
+
+
 def test_memory_mapped_arrays_take_the_blocks(tmp_path):
     x = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(50_000,))
     x[:] = _data((50_000,), np.float32)[0]
