@@ -324,6 +324,36 @@ def test_a_small_thresholds_preparation_is_remembered_by_its_values(
     assert not blocks._PREPARED._data
 
 
+@pytest.mark.parametrize("shape", [(), (7,), (300, 70)])
+@pytest.mark.parametrize("param", ["1", "1.5", "per feature", "per element"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", ["smooth_l1", "huber"])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_none_losses_are_computed_into_the_result(monkeypatch, small_blocks, shape, param,
+                                                   weighted, kind, dtype):
+    """``'none'`` computes each block's losses into the result where it is in the working
+    dtype (no copy of them: nothing goes through _write), with the general path's bits;
+    float16 results are written as before."""
+    x, y = _data(shape, dtype, seed=5, specials=dtype != np.float16)  # (1e30: not a float16)
+    rng = np.random.default_rng(6)
+    p: object = {"1": 1.0, "1.5": 1.5}.get(param)
+    if p is None:
+        p = rng.uniform(0.2, 3.0, shape[-1:] if param == "per feature" else shape).astype(dtype)
+    w = rng.uniform(0.0, 2.0, shape[-1:]).astype(dtype) if weighted else None
+    fn = getattr(smoothl1, kind)
+    writes = []
+    real = blocks._write
+    monkeypatch.setattr(blocks, "_write", lambda *a: writes.append(1) or real(*a))
+    got = fn(x, y, p, "none", weight=w)
+    if shape:  # (a 0-d call takes the general path)
+        assert (writes == []) == (dtype != np.float16)
+    monkeypatch.setattr(blocks, "evaluate", lambda *a, **k: None)  # the general path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = fn(x, y, p, "none", weight=w)
+    np.testing.assert_array_equal(got, want, strict=True)
+
+
 def test_memory_mapped_arrays_take_the_blocks(tmp_path):
     x = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(50_000,))
     x[:] = _data((50_000,), np.float32)[0]
