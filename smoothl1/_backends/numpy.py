@@ -674,8 +674,8 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
         # preparation), so a threshold fixed over a training loop is checked once;
         # not one value, as a schedule passes (a new value at every call, for which
         # a memo only costs)
-        key = (kind, bits, work, clamps, value_only, aligned.dtype, aligned.shape,
-               aligned.tobytes())
+        key = (kind, bits, work, clamps, value_only, isinstance(param, BF16), aligned.dtype,
+               aligned.shape, aligned.tobytes())  # (BF16: aligned holds its bits)
         found = _PREPARED.get(key)
         if found is not None:
             return found
