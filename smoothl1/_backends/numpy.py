@@ -542,7 +542,7 @@ class _Job:
         if t is None:
             return _compute(self, index, d, w, norm, go)
         return _compute(self, index, d, w, norm, go, t.prep, _take(t.values, index),
-                        _take(t.aux, index), _take(t.inv, index))
+                        _take(t.aux, index), _take(t.inv, index), _take(t.twice, index))
 
 
 def _take(op: _Operand | None, index: Index) -> Any:
@@ -551,15 +551,15 @@ def _take(op: _Operand | None, index: Index) -> Any:
 
 def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
              prep: _Threshold | None = None, param: Any = None, aux: Any = None,
-             inv: Any = None) -> tuple[Any, Any]:
+             inv: Any = None, twice: Any = None) -> tuple[Any, Any]:
     """The math of one block of ``d = input - target`` (the formulas, in torch's order).
 
     Writes the elementwise results of ``index``; returns ``(losses, weights)``
     to reduce (the gradient itself for a broadcast argument's gradient).
     With an array threshold (``job.formula.param`` is then NaN): ``prep`` says
-    how it was prepared (:func:`_prepare_threshold`), and ``param``, ``aux``
-    and ``inv`` are the blocks of what it made (``param`` is None when only
-    ``inv`` is read).
+    how it was prepared (:func:`_prepare_threshold`), and ``param``, ``aux``,
+    ``inv`` and ``twice`` are the blocks of what it made (``param`` is None
+    when only ``inv`` is read).
     """
     xp, f = _XP, job.formula
     special = False
@@ -577,12 +577,17 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
         if prep is None and f.kind == "smooth_l1" and f.param != 1.0:
             # a number beta other than 1: the per-element passes, the same bits as the
             # formula's (its repair of 0.5*z*z tested by extremes, not by masks)
-            v = _losses_per_element(f.kind, f.param, d, 0.5 * f.param,
-                                    f.param > _formulas._SQRT_2HUGE[f.bits], out=into)
+            if _SQUARES_LEAST[f.bits] <= f.param <= _SQUARES_EXACT[f.bits]:
+                v = _smooth_l1_losses(2.0 * f.param, d, 0.5 * f.param, out=into)
+            else:
+                v = _losses_per_element(f.kind, f.param, d, 0.5 * f.param,
+                                        f.param > _formulas._SQRT_2HUGE[f.bits], out=into)
         elif prep is None:
             z = xp.abs(d)
             v = _formulas.loss(xp, f, z, _formulas.linear_mask(xp, f, z), guard=False)
             del z
+        elif twice is not None:  # (Smooth L1, checked once, every threshold within bounds)
+            v = _smooth_l1_losses(twice, d, aux, out=into)
         else:
             v = _losses_per_element(f.kind, param, d, None if prep.aux_clamps else aux,
                                     prep.big, out=into)
@@ -641,6 +646,13 @@ class _Threshold(NamedTuple):
     #: (checked) 1 / values, for a reduction of the value alone with no element 0,
     #: inf or so small that its inverse is inf: blocks multiply instead of dividing
     inv: np.ndarray | None
+    #: (checked, Smooth L1) 2 * values, for a job that writes the elementwise losses
+    #: and whose elements are all within :func:`_smooth_l1_losses`'s bounds: the
+    #: losses are then ``d*d / (2*beta)``, from it and aux
+    twice: np.ndarray | None
+    #: whether blocks read the values themselves (not for a reduction of the value
+    #: alone with ``inv``, nor for losses alone with ``twice``)
+    read: bool
 
 
 class _ThresholdOperands(NamedTuple):
@@ -650,10 +662,12 @@ class _ThresholdOperands(NamedTuple):
     values: _Operand | None
     aux: _Operand | None
     inv: _Operand | None
+    twice: _Operand | None
 
 
 def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n: int,
-                       work: type, clamps: bool, value_only: bool) -> _Threshold:
+                       work: type, clamps: bool, value_only: bool,
+                       losses: bool = False) -> _Threshold:
     """An array threshold ``aligned`` (``param``'s array, aligned) for a loss of ``n`` elements.
 
     One at least :data:`_CHECK_ONCE` times smaller than the loss (per feature,
@@ -661,29 +675,30 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     once; one per element is checked block by block (a copy of it here would be
     a full-size temporary).  ``clamps``: the call reduces or takes gradients
     (Huber's blocks then clamp to ``-delta``); ``value_only``: a reduction of
-    the value alone.  One of at most :data:`_REMEMBER_BYTES` is remembered by
+    the value alone; ``losses``: the call writes the elementwise losses
+    (``'none'``).  One of at most :data:`_REMEMBER_BYTES` is remembered by
     its bytes (from two elements up): a threshold fixed over a training loop is
     prepared once (a hit costs 0.4-1.5 us against 3.5-4.6 us; new values about
     1 us more than no memo).
     """
     if aligned.size > n // _CHECK_ONCE:
-        return _Threshold(aligned, False, False, True, None, False, None)
+        return _Threshold(aligned, False, False, True, None, False, None, None, True)
     key = None
     if type(aligned) is np.ndarray and aligned.size > 1 and aligned.nbytes <= _REMEMBER_BYTES:
         # a small threshold is remembered by its bytes (the same bits: the same
         # preparation), so a threshold fixed over a training loop is checked once;
         # not one value, as a schedule passes (a new value at every call, for which
         # a memo only costs)
-        key = (kind, bits, work, clamps, value_only, isinstance(param, BF16), aligned.dtype,
-               aligned.shape, aligned.tobytes())  # (BF16: aligned holds its bits)
+        key = (kind, bits, work, clamps, value_only, losses, isinstance(param, BF16),
+               aligned.dtype, aligned.shape, aligned.tobytes())  # (BF16: aligned holds its bits)
         found = _PREPARED.get(key)
         if found is not None:
             return found
         # prepared from a copy: what is remembered must not be the caller's array, which
         # the caller may change later (aux and inv are new arrays anyway)
         return _PREPARED.put(key, _prepared(kind, bits, param, aligned.copy(), work, clamps,
-                                            value_only))
-    return _prepared(kind, bits, param, aligned, work, clamps, value_only)
+                                            value_only, losses))
+    return _prepared(kind, bits, param, aligned, work, clamps, value_only, losses)
 
 
 #: Thresholds up to this many bytes are remembered by :func:`_prepare_threshold`.
@@ -692,14 +707,17 @@ _PREPARED: _Memo[tuple[object, ...], _Threshold] = _Memo(64)
 
 
 def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
-              clamps: bool, value_only: bool) -> _Threshold:
+              clamps: bool, value_only: bool, losses: bool) -> _Threshold:
     """:func:`_prepare_threshold`'s work: a threshold checked once, and what blocks need of it."""
     values = _loader(param, work)(aligned)
     # (the extremes as Python floats, exactly: comparing NumPy scalars costs more, and
     # float() less than .item())
     lo = float(np.minimum.reduce(values, axis=None))
     hi = float(np.maximum.reduce(values, axis=None))
+    twice = None
     if lo > 0 and (kind == "huber" or hi < math.inf):  # the common case: all in (0, inf)
+        if kind != "huber" and losses and _SQUARES_LEAST[bits] <= lo and hi <= _SQUARES_EXACT[bits]:
+            twice = values + values  # (exact below the bound)
         special, big = False, hi > _formulas._SQRT_2HUGE[bits]
         # 1/p is largest at the smallest p (rounding is monotonic), and finite from the
         # smallest normal number up
@@ -717,7 +735,7 @@ def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
         # inf: divide instead)
         inv = np.reciprocal(values)
     return _Threshold(values, True, special, big, _threshold_aux(kind, values, aux_clamps),
-                      aux_clamps, inv)
+                      aux_clamps, inv, twice, inv is None and (twice is None or clamps))
 
 
 def _threshold_operands(prep: _Threshold, param: Any, lay: _Layout,
@@ -726,10 +744,10 @@ def _threshold_operands(prep: _Threshold, param: Any, lay: _Layout,
         return None if a is None else _Operand(a, lay, work)
 
     values = None
-    if prep.inv is None:  # (with inv, a value alone, the threshold itself is not read)
+    if prep.read:
         values = _Operand(BF16(prep.values) if isinstance(param, BF16) and not prep.checked
                           else prep.values, lay, work)
-    return _ThresholdOperands(prep, values, op(prep.aux), op(prep.inv))
+    return _ThresholdOperands(prep, values, op(prep.aux), op(prep.inv), op(prep.twice))
 
 
 def _checked_threshold(kind: str, p: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -785,6 +803,72 @@ def _losses_per_element(kind: str, p: Any, d: Any, aux: Any = None, big: bool = 
 _TINY_HUGE: dict[Any, tuple[Any, Any]] = {
     np.dtype(np.float32): (np.float32(2.0**-126), np.finfo(np.float32).max),
     np.dtype(np.float64): (2.0**-1022, np.finfo(np.float64).max)}
+
+#: By working precision, the thresholds for which :func:`_smooth_l1_losses` holds: from
+#: twice the smallest normal number (``beta/2`` is exact) to the bound (``2*beta`` is
+#: exact, and ``d*d`` finite wherever ``|d| < beta``).
+_SQUARES_EXACT = {32: 2.0**63, 64: 2.0**511}
+_SQUARES_LEAST = {32: 2.0**-125, 64: 2.0**-1021}
+#: By dtype, four times the smallest normal number: from it up, ``d*d`` halves exactly.
+_SQUARES_NORMAL: dict[Any, Any] = {dt: 4 * tiny for dt, (tiny, _) in _TINY_HUGE.items()}
+
+
+def _smooth_l1_losses(twice: Any, d: np.ndarray, aux: Any,
+                      out: np.ndarray | None = None) -> Any:
+    """Smooth L1's elementwise losses: :func:`_losses_per_element`'s bits, in fewer passes.
+
+    ``where(|d| - beta/2 < beta/2, d*d / (2*beta), |d| - beta/2)`` from
+    ``twice = 2*beta`` and ``aux = beta/2``, for thresholds from twice the
+    smallest normal number to :data:`_SQUARES_EXACT` (so both are exact).
+
+    - The test: ``(|d| - beta/2) - beta/2 < 0`` is ``|d| < beta`` (Sterbenz:
+      for ``|d|`` from ``beta/2`` to ``beta`` the first difference is exact;
+      below, both are negative; from ``beta`` up, they round to at least
+      ``beta/2`` and 0), so the threshold itself is not read, and the sign bit
+      of that difference, shifted over the word, is the selection's mask
+      (``|d|`` has no sign, so a NaN there stays a positive NaN and selects the
+      linear branch, as ``z < beta`` does).
+    - The quadratic branch: where ``d*d`` is at least four times the smallest
+      normal number, ``(0.5*z)*z`` (torch's order) is exactly ``(d*d) / 2``
+      (halving is exact there), so ``d*d / (2*beta)`` rounds the same real number
+      as torch's ``0.5*z*z / beta``; ``d*d`` is finite where ``|d| < beta``, and
+      ``0.5*z*z`` is normal, so no repair is needed.  Elements with a smaller
+      ``d*d`` (``d == 0`` among them) are given :func:`_losses_per_element`'s
+      values, in the blocks that have them.
+
+    ``out``: as for :func:`_losses_per_element`.
+    """
+    if d.ndim == 0:  # (NumPy's operations make scalars of 0-d arrays)
+        return _losses_per_element("smooth_l1", 0.5 * twice, d, aux, out=out)
+    h = np.multiply(d, d)
+    bound = _SQUARES_NORMAL[h.dtype]
+    low = None
+    if not np.minimum.reduce(h, axis=None) >= bound:  # (or NaN: then a mask finds none)
+        low = h < bound
+    line = np.abs(d)
+    np.subtract(line, aux, out=line)
+    mask = np.subtract(line, aux)
+    signed, bits = _SIGNED[h.dtype], _BITS[h.dtype]
+    np.right_shift(mask.view(signed), 8 * h.itemsize - 1, out=mask.view(signed))
+    np.divide(h, twice, out=h)
+    # the bits of the quadratic branch where the mask is all ones, else of the line's
+    # (as _where does, in the temporaries of this block)
+    found, line_bits = h.view(bits), line.view(bits)
+    np.bitwise_xor(found, line_bits, out=found)
+    np.bitwise_and(found, mask.view(bits), out=found)
+    if out is None:
+        out = line
+    np.bitwise_xor(found, line_bits, out=out.view(bits))
+    if low is not None and low.any():
+        def at(a: Any) -> Any:
+            return np.broadcast_to(a, d.shape)[low] if isinstance(a, np.ndarray) else a
+
+        out[low] = _losses_per_element("smooth_l1", 0.5 * at(twice), d[low], at(aux))
+    return out
+
+
+#: Signed integers of the float dtypes' widths (an arithmetic shift spreads a sign bit).
+_SIGNED: dict[Any, Any] = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def _threshold_aux(kind: str, p: np.ndarray, clamp: bool) -> np.ndarray:
@@ -1149,7 +1233,8 @@ def run(call: Call, input: Any, target: Any, weight: Any, grad_output: Any, *,
         p_aligned = _aligned(param.bits if isinstance(param, BF16) else param, ndim)
         prep = _prepare_threshold(f.kind, f.bits, param, p_aligned, n, work,
                                   bool(grads or req.reduction != "none"),
-                                  not grads and want_value and req.reduction != "none")
+                                  not grads and want_value and req.reduction != "none",
+                                  want_value and req.reduction == "none")
     go_aligned = None
     if grad_output is not None and not isinstance(grad_output, (int, float)):
         g = grad_output.bits if isinstance(grad_output, BF16) else grad_output
@@ -1325,8 +1410,8 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
     if param is not None:  # (the values are not read where there is an inverse)
         prep = _prepare_threshold(f.kind, f.bits, param, param, input.size, work,
                                   bool(grads or req.reduction != "none"),
-                                  not grads and reducing)
-        threshold = (prep, prep.values, prep.aux, prep.inv)
+                                  not grads and reducing, want_value and not reducing)
+        threshold = (prep, prep.values, prep.aux, prep.inv, prep.twice)
     with np.errstate(all="ignore"):
         total, weights = _compute(job, (), input - target, weight, factor, grad_output,
                                   *threshold)
