@@ -667,7 +667,8 @@ class _ThresholdOperands(NamedTuple):
 
 def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n: int,
                        work: type, clamps: bool, value_only: bool,
-                       losses: bool = False) -> _Threshold:
+                       losses: bool = False, tile: tuple[int, ...] | None = None
+                       ) -> _Threshold:
     """An array threshold ``aligned`` (``param``'s array, aligned) for a loss of ``n`` elements.
 
     One at least :data:`_CHECK_ONCE` times smaller than the loss (per feature,
@@ -676,10 +677,12 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     a full-size temporary).  ``clamps``: the call reduces or takes gradients
     (Huber's blocks then clamp to ``-delta``); ``value_only``: a reduction of
     the value alone; ``losses``: the call writes the elementwise losses
-    (``'none'``).  One of at most :data:`_REMEMBER_BYTES` is remembered by
-    its bytes (from two elements up): a threshold fixed over a training loop is
-    prepared once (a hit costs 0.4-1.5 us against 3.5-4.6 us; new values about
-    1 us more than no memo).
+    (``'none'``); ``tile``: the small-call lane's shape, to which what the losses
+    read of a remembered threshold is repeated (an operation with an operand per
+    feature runs NumPy's inner loop once per row, about twice the time).  One of
+    at most :data:`_REMEMBER_BYTES` is remembered by its bytes (from two elements
+    up): a threshold fixed over a training loop is prepared once (a hit costs
+    0.4-1.5 us against 3.5-4.6 us; new values about 1 us more than no memo).
     """
     if aligned.size > n // _CHECK_ONCE:
         return _Threshold(aligned, False, False, True, None, False, None, None, True)
@@ -689,7 +692,7 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
         # preparation), so a threshold fixed over a training loop is checked once;
         # not one value, as a schedule passes (a new value at every call, for which
         # a memo only costs)
-        key = (kind, bits, work, clamps, value_only, losses, isinstance(param, BF16),
+        key = (kind, bits, work, clamps, value_only, losses, tile, isinstance(param, BF16),
                aligned.dtype, aligned.shape, aligned.tobytes())  # (BF16: aligned holds its bits)
         found = _PREPARED.get(key)
         if found is not None:
@@ -697,7 +700,7 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
         # prepared from a copy: what is remembered must not be the caller's array, which
         # the caller may change later (aux and inv are new arrays anyway)
         return _PREPARED.put(key, _prepared(kind, bits, param, aligned.copy(), work, clamps,
-                                            value_only, losses))
+                                            value_only, losses, tile))
     return _prepared(kind, bits, param, aligned, work, clamps, value_only, losses)
 
 
@@ -707,7 +710,8 @@ _PREPARED: _Memo[tuple[object, ...], _Threshold] = _Memo(64)
 
 
 def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
-              clamps: bool, value_only: bool, losses: bool) -> _Threshold:
+              clamps: bool, value_only: bool, losses: bool,
+              tile: tuple[int, ...] | None = None) -> _Threshold:
     """:func:`_prepare_threshold`'s work: a threshold checked once, and what blocks need of it."""
     values = _loader(param, work)(aligned)
     # (the extremes as Python floats, exactly: comparing NumPy scalars costs more, and
@@ -734,8 +738,11 @@ def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
         # (1/beta's bits, half the call's cost; a threshold below 1/max would make it
         # inf: divide instead)
         inv = np.reciprocal(values)
-    return _Threshold(values, True, special, big, _threshold_aux(kind, values, aux_clamps),
-                      aux_clamps, inv, twice, inv is None and (twice is None or clamps))
+    aux = _threshold_aux(kind, values, aux_clamps)
+    if twice is not None and tile is not None:
+        twice, aux = (np.ascontiguousarray(np.broadcast_to(a, tile)) for a in (twice, aux))
+    return _Threshold(values, True, special, big, aux, aux_clamps, inv, twice,
+                      inv is None and (twice is None or clamps))
 
 
 def _threshold_operands(prep: _Threshold, param: Any, lay: _Layout,
@@ -1408,9 +1415,12 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
                reduce_weight, factor, grad_output, outs, False)
     threshold: tuple[Any, ...] = ()
     if param is not None:  # (the values are not read where there is an inverse)
+        losses = want_value and not reducing
         prep = _prepare_threshold(f.kind, f.bits, param, param, input.size, work,
                                   bool(grads or req.reduction != "none"),
-                                  not grads and reducing, want_value and not reducing)
+                                  not grads and reducing, losses,
+                                  input.shape if losses and param.shape != input.shape
+                                  and input.size <= ROW else None)
         threshold = (prep, prep.values, prep.aux, prep.inv, prep.twice)
     with np.errstate(all="ignore"):
         total, weights = _compute(job, (), input - target, weight, factor, grad_output,

@@ -354,6 +354,77 @@ def test_none_losses_are_computed_into_the_result(monkeypatch, small_blocks, sha
     np.testing.assert_array_equal(got, want, strict=True)
 
 
+def _edge_differences(beta, dtype, rows, rng):
+    """Differences d for thresholds ``beta`` (one per column), at every edge of the loss."""
+    f = np.finfo(dtype)
+    root = np.sqrt(dtype(4) * f.smallest_normal)  # where d*d reaches 4 * smallest normal
+    fixed = [0.0, -0.0, f.smallest_subnormal, f.smallest_normal, root, np.nextafter(root, 0),
+             np.nextafter(root, 1), -root, 1e-30, 1e-200, f.max, -f.max, np.inf, -np.inf, np.nan]
+    b = beta.astype(dtype)
+    near = [b, np.nextafter(b, 0), np.nextafter(b, np.inf), -b, b / 2, np.nextafter(b / 2, 0),
+            np.nextafter(b / 2, np.inf), b * 3, b / 3]
+    d = (rng.standard_normal((rows, beta.size)) * 2 * b).astype(dtype)
+    d[rng.random(d.shape) < 0.1] *= 1e10
+    for i, v in enumerate(fixed + near):
+        d[i] = np.broadcast_to(np.asarray(v, dtype), b.shape)
+    # d*d from the smallest normal number to 4 times it: 0.5*z*z is subnormal or not
+    k = len(fixed) + len(near)
+    d[k:k + 200] = (np.sqrt(f.smallest_normal) * rng.uniform(1.0, 2.0, (200, b.size))
+                    ).astype(dtype)
+    return d
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("param", ["number", "0-d", "per feature"])
+@pytest.mark.parametrize("thresholds", ["ordinary", "at the bounds", "outside the bounds"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_none_losses_from_the_square_have_the_formulas_bits(monkeypatch, small_blocks, dtype,
+                                                            thresholds, param, weighted):
+    """Smooth L1's ``'none'`` from ``d*d / (2*beta)`` with the Sterbenz mask
+    (blocks._smooth_l1_losses) gives the general path's bits, torch's where torch is
+    right, for every edge: d at and around beta and beta/2, zeros of both signs,
+    d*d below 4 * smallest normal (those elements recomputed the old way, only
+    they), overflowing squares, infinities, NaN; thresholds from twice the smallest
+    normal number to the bound (2^63, 2^511), and outside them (the old passes)."""
+    bits = 8 * np.dtype(dtype).itemsize
+    least, most = blocks._SQUARES_LEAST[bits], blocks._SQUARES_EXACT[bits]
+    rng = np.random.default_rng(11)
+    beta = {"ordinary": np.array([0.3, 1.0, 1.5, 1e-20, 7e3, 1e10]),
+            "at the bounds": np.array([least, most, 2.5, 1e-30 if bits == 64 else 1e-37]),
+            "outside the bounds": np.array([least / 2, 2 * most, 1.5])}[thresholds]
+    if param != "per feature":
+        beta = beta[:1] if param == "0-d" else beta[2:3]
+    d = _edge_differences(beta, dtype, 300, rng)
+    y = rng.standard_normal(d.shape).astype(dtype)
+    y[:240] = 0.0  # (x - y is then d itself in the rows of edges)
+    with np.errstate(all="ignore"):
+        x = (y + d).astype(dtype)
+    p = {"number": float(beta[0]), "0-d": beta[0].astype(dtype)}.get(param, beta.astype(dtype))
+    w = rng.uniform(0.0, 2.0, d.shape[-1:]).astype(dtype) if weighted else None
+    fast, old = [], []
+    real_fast, real_old = blocks._smooth_l1_losses, blocks._losses_per_element
+    monkeypatch.setattr(blocks, "_smooth_l1_losses",
+                        lambda *a, **k: fast.append(a[1].size) or real_fast(*a, **k))
+    monkeypatch.setattr(blocks, "_losses_per_element",
+                        lambda *a, **k: old.append(a[2].size) or real_old(*a, **k))
+    got = smoothl1.smooth_l1(x, y, p, "none", weight=w)
+    with np.errstate(all="ignore"):
+        dd = x - y
+        low = int(np.count_nonzero(dd * dd < blocks._SQUARES_NORMAL[np.dtype(dtype)]))
+    if thresholds == "outside the bounds" and param != "number":  # (1.5 alone is within)
+        assert fast == []
+        assert sum(old) == d.size
+    else:
+        assert sum(fast) == d.size
+        assert 0 < sum(old) == low  # the low elements alone
+    monkeypatch.setattr(blocks, "evaluate", lambda *a, **k: None)  # the general path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = smoothl1.smooth_l1(x, y, p, "none", weight=w)
+    uint = np.uint32 if bits == 32 else np.uint64
+    np.testing.assert_array_equal(got.view(uint), want.view(uint), strict=True)
+
+
 def test_memory_mapped_arrays_take_the_blocks(tmp_path):
     x = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=(50_000,))
     x[:] = _data((50_000,), np.float32)[0]
