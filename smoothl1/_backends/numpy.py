@@ -677,8 +677,8 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     a full-size temporary).  ``clamps``: the call reduces or takes gradients
     (Huber's blocks then clamp to ``-delta``); ``value_only``: a reduction of
     the value alone; ``losses``: the call writes the elementwise losses
-    (``'none'``); ``tile``: the small-call lane's shape, to which what the losses
-    read of a remembered threshold is repeated (an operation with an operand per
+    (``'none'``); ``tile``: the small-call lane's shape, to which what its block
+    reads of a remembered threshold is repeated (an operation with an operand per
     feature runs NumPy's inner loop once per row, about twice the time).  One of
     at most :data:`_REMEMBER_BYTES` is remembered by its bytes (from two elements
     up): a threshold fixed over a training loop is prepared once (a hit costs
@@ -739,10 +739,15 @@ def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
         # inf: divide instead)
         inv = np.reciprocal(values)
     aux = _threshold_aux(kind, values, aux_clamps)
-    if twice is not None and tile is not None:
-        twice, aux = (np.ascontiguousarray(np.broadcast_to(a, tile)) for a in (twice, aux))
-    return _Threshold(values, True, special, big, aux, aux_clamps, inv, twice,
-                      inv is None and (twice is None or clamps))
+    read = inv is None and (twice is None or clamps)
+    if tile is not None:  # (what is not read stays as it is)
+        def tiled(a: np.ndarray | None) -> Any:
+            return None if a is None else np.ascontiguousarray(np.broadcast_to(a, tile))
+
+        if read:
+            values = tiled(values)
+        aux, inv, twice = tiled(aux), tiled(inv), tiled(twice)
+    return _Threshold(values, True, special, big, aux, aux_clamps, inv, twice, read)
 
 
 def _threshold_operands(prep: _Threshold, param: Any, lay: _Layout,
@@ -1415,11 +1420,10 @@ def _small(call: Call, input: np.ndarray, target: np.ndarray, weight: Any, grad_
                reduce_weight, factor, grad_output, outs, False)
     threshold: tuple[Any, ...] = ()
     if param is not None:  # (the values are not read where there is an inverse)
-        losses = want_value and not reducing
         prep = _prepare_threshold(f.kind, f.bits, param, param, input.size, work,
                                   bool(grads or req.reduction != "none"),
-                                  not grads and reducing, losses,
-                                  input.shape if losses and param.shape != input.shape
+                                  not grads and reducing, want_value and not reducing,
+                                  input.shape if param.shape != input.shape
                                   and input.size <= ROW else None)
         threshold = (prep, prep.values, prep.aux, prep.inv, prep.twice)
     with np.errstate(all="ignore"):
