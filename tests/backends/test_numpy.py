@@ -306,8 +306,15 @@ def test_a_small_thresholds_preparation_is_remembered_by_its_values(
         np.testing.assert_array_equal(u, v, strict=True)
     assert prepared == [1]
     for prep in blocks._PREPARED._data.values():
-        for a in (prep.values, prep.aux, prep.inv):
+        for a in (prep.values, prep.aux, prep.inv, prep.twice):
             assert a is None or not np.shares_memory(a, np.asarray(b))
+        # Smooth L1's losses ('none') from 2*beta; what the small-call lane reads is
+        # repeated to its shape once, when it is remembered (the blocks repeat their own)
+        assert (prep.twice is not None) == (name == "beta" and reduction == "none")
+        read = [a for a in (prep.values if prep.read else None, prep.aux, prep.inv, prep.twice)
+                if a is not None]
+        assert {a.shape if shape == (64, 64) else a.size
+                for a in read} == {shape if shape == (64, 64) else 64}
     changes = np.array([0.0, np.inf, -1.0, np.nan, 1e-30, 5.0, 0.5, 2.0], np.float32)
     b[:8] = torch.from_numpy(changes) if library == "torch" else changes  # in place
     changed = run(b)
@@ -352,6 +359,23 @@ def test_none_losses_are_computed_into_the_result(monkeypatch, small_blocks, sha
         warnings.simplefilter("ignore", RuntimeWarning)
         want = fn(x, y, p, "none", weight=w)
     np.testing.assert_array_equal(got, want, strict=True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_remembered_thresholds_of_the_same_bytes_in_another_byte_order_are_other_thresholds(
+        reduction):
+    """The memo's key holds the dtype's byte order: a big-endian threshold and the
+    little-endian one of the same bytes give their own losses."""
+    x, y = _data((512, 64), np.float64, seed=8)  # (the blocks, for both byte orders)
+    big = np.random.default_rng(9).uniform(0.2, 3.0, 64).astype(">f8")
+    little = np.frombuffer(big.tobytes(), "<f8")  # the same bytes, other values
+    blocks._PREPARED._data.clear()
+    want = [smoothl1.smooth_l1(x, y, beta=p, reduction=reduction)
+            for p in (big.astype("<f8"), little.copy())]
+    blocks._PREPARED._data.clear()
+    for p, w in zip((big, little), want, strict=True):
+        np.testing.assert_array_equal(smoothl1.smooth_l1(x, y, beta=p, reduction=reduction), w,
+                                      strict=True)
 
 
 def _edge_differences(beta, dtype, rows, rng):
