@@ -686,7 +686,6 @@ def _prepare_threshold(kind: str, bits: int, param: Any, aligned: np.ndarray, n:
     """
     if aligned.size > n // _CHECK_ONCE:
         return _Threshold(aligned, False, False, True, None, False, None, None, True)
-    key = None
     if type(aligned) is np.ndarray and aligned.size > 1 and aligned.nbytes <= _REMEMBER_BYTES:
         # a small threshold is remembered by its bytes (the same bits: the same
         # preparation), so a threshold fixed over a training loop is checked once;
