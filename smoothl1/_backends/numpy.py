@@ -577,7 +577,7 @@ def _compute(job: _Job, index: Index, d: Any, w: Any, norm: Any, go: Any,
         if prep is None and f.kind == "smooth_l1" and f.param != 1.0:
             # a number beta other than 1: the per-element passes, the same bits as the
             # formula's (its repair of 0.5*z*z tested by extremes, not by masks)
-            if _SQUARES_LEAST[f.bits] <= f.param <= _SQUARES_EXACT[f.bits]:
+            if _squares_hold(f.bits, f.param, f.param):
                 v = _smooth_l1_losses(2.0 * f.param, d, 0.5 * f.param, out=into)
             else:
                 v = _losses_per_element(f.kind, f.param, d, 0.5 * f.param,
@@ -723,7 +723,7 @@ def _prepared(kind: str, bits: int, param: Any, aligned: np.ndarray, work: type,
     hi = float(np.maximum.reduce(values, axis=None))
     twice = None
     if lo > 0 and (kind == "huber" or hi < math.inf):  # the common case: all in (0, inf)
-        if kind != "huber" and losses and _SQUARES_LEAST[bits] <= lo and hi <= _SQUARES_EXACT[bits]:
+        if kind != "huber" and losses and _squares_hold(bits, lo, hi):
             twice = values + values  # (exact below the bound)
         special, big = False, hi > _formulas._SQRT_2HUGE[bits]
         # 1/p is largest at the smallest p (rounding is monotonic), and finite from the
@@ -824,8 +824,18 @@ _TINY_HUGE: dict[Any, tuple[Any, Any]] = {
 #: exact, and ``d*d`` finite wherever ``|d| < beta``).
 _SQUARES_EXACT = {32: 2.0**63, 64: 2.0**511}
 _SQUARES_LEAST = {32: 2.0**-125, 64: 2.0**-1021}
-#: By dtype, four times the smallest normal number: from it up, ``d*d`` halves exactly.
-_SQUARES_NORMAL: dict[Any, Any] = {dt: 4 * tiny for dt, (tiny, _) in _TINY_HUGE.items()}
+#: By dtype, what :func:`_smooth_l1_losses` reads once per block: four times the smallest
+#: normal number (from it up, ``d*d`` halves exactly), the signed integers of the
+#: dtype's width (an arithmetic shift spreads a sign bit), and the unsigned ones
+#: (the selection of bit patterns).
+_SQUARES_BLOCK: dict[Any, tuple[Any, Any, Any]] = {
+    np.dtype(np.float32): (4 * _TINY_HUGE[np.dtype(np.float32)][0], np.int32, np.uint32),
+    np.dtype(np.float64): (4 * _TINY_HUGE[np.dtype(np.float64)][0], np.int64, np.uint64)}
+
+
+def _squares_hold(bits: int, lo: float, hi: float) -> bool:
+    """Whether thresholds from ``lo`` to ``hi`` are within :func:`_smooth_l1_losses`'s bounds."""
+    return _SQUARES_LEAST[bits] <= lo and hi <= _SQUARES_EXACT[bits]
 
 
 def _smooth_l1_losses(twice: Any, d: np.ndarray, aux: Any,
@@ -856,14 +866,13 @@ def _smooth_l1_losses(twice: Any, d: np.ndarray, aux: Any,
     if d.ndim == 0:  # (NumPy's operations make scalars of 0-d arrays)
         return _losses_per_element("smooth_l1", 0.5 * twice, d, aux, out=out)
     h = np.multiply(d, d)
-    bound = _SQUARES_NORMAL[h.dtype]
+    bound, signed, bits = _SQUARES_BLOCK[h.dtype]
     low = None
     if not np.minimum.reduce(h, axis=None) >= bound:  # (or NaN: then a mask finds none)
         low = h < bound
     line = np.abs(d)
     np.subtract(line, aux, out=line)
     mask = np.subtract(line, aux)
-    signed, bits = _SIGNED[h.dtype], _BITS[h.dtype]
     np.right_shift(mask.view(signed), 8 * h.itemsize - 1, out=mask.view(signed))
     np.divide(h, twice, out=h)
     # the bits of the quadratic branch where the mask is all ones, else of the line's
@@ -881,9 +890,6 @@ def _smooth_l1_losses(twice: Any, d: np.ndarray, aux: Any,
         out[low] = _losses_per_element("smooth_l1", 0.5 * at(twice), d[low], at(aux))
     return out
 
-
-#: Signed integers of the float dtypes' widths (an arithmetic shift spreads a sign bit).
-_SIGNED: dict[Any, Any] = {np.dtype(np.float32): np.int32, np.dtype(np.float64): np.int64}
 
 
 def _threshold_aux(kind: str, p: np.ndarray, clamp: bool) -> np.ndarray:

@@ -434,7 +434,7 @@ def test_none_losses_from_the_square_have_the_formulas_bits(monkeypatch, small_b
     got = smoothl1.smooth_l1(x, y, p, "none", weight=w)
     with np.errstate(all="ignore"):
         dd = x - y
-        low = int(np.count_nonzero(dd * dd < blocks._SQUARES_NORMAL[np.dtype(dtype)]))
+        low = int(np.count_nonzero(dd * dd < blocks._SQUARES_BLOCK[np.dtype(dtype)][0]))
     if thresholds == "outside the bounds" and param != "number":  # (1.5 alone is within)
         assert fast == []
         assert sum(old) == d.size
